@@ -1,0 +1,40 @@
+"""The application factory: tests, the CLI and production servers build the app the same way."""
+
+from __future__ import annotations
+
+import logging
+
+from connexion import FlaskApp
+
+from flashback_contract.auth import Authenticator, bearer_security_handler
+from flashback_contract.crypto import SecretBox
+from flashback_contract.domain import utcnow
+from flashback_contract.errors import install_error_handlers
+from flashback_contract.seed import seed_if_empty
+from flashback_contract.services import EXTENSION_KEY, Services
+from flashback_contract.settings import Settings
+from flashback_contract.spec import spec_path
+from flashback_contract.store import Store, open_store
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, store: Store | None = None) -> FlaskApp:
+    """Build the mock server: the contract routes every operationId to its handler."""
+    settings = settings or Settings.from_env()
+    store = store or open_store(settings.store_url)
+    secret_box = SecretBox(settings.encryption_key)
+    if seed_if_empty(store, settings.seed_file, secret_box):
+        log.info("seeded %s from %s", store.url, settings.seed_file or "the demo fixture")
+
+    authenticator = Authenticator(store)
+    app = FlaskApp(
+        __name__,
+        security_map={"bearer": bearer_security_handler(authenticator.bearer_info)},
+    )
+    app.add_api(spec_path(), validate_responses=settings.validate_responses)
+    app.app.extensions[EXTENSION_KEY] = Services(
+        settings=settings, store=store, secret_box=secret_box, clock=utcnow
+    )
+    install_error_handlers(app)
+    return app

@@ -1,0 +1,128 @@
+"""The Flashback vocabulary: what the store holds and the handlers speak about."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+
+class Role(enum.IntEnum):
+    """Organization roles, with the values the public client uses."""
+
+    USER = 0x00
+    BILLING = 0x01
+    WORKSPACES = 0x02
+    ADMINISTRATORS = 0xFE
+    OWNER = 0xFF
+
+
+class AiType(enum.StrEnum):
+    OPENAI = "OPENAI"
+    GOOGLE = "GOOGLE"
+    ANTHROPIC = "ANTHROPIC"
+    AWS = "AWS"
+    OTHER = "OTHER"
+
+
+class EventContext(enum.IntEnum):
+    """System event contexts, by the index the documentation gives them."""
+
+    workspace = 0
+    bucket = 1
+    repo = 2
+    user = 3
+    org = 4
+    workspaceuser = 5
+    apikey = 6
+    usersettings = 7
+    orgsettings = 8
+    flashbacknode = 9
+    orgkey = 10
+    aillm = 11
+    aillmapikey = 12
+    conversation = 13
+
+
+class EventType(enum.IntEnum):
+    created = 0
+    updated = 1
+    deleted = 2
+
+
+@dataclass(frozen=True)
+class Organization:
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class User:
+    id: str
+    org_id: str
+    role: Role
+    name: str = ""
+    email: str = ""
+
+
+@dataclass(frozen=True)
+class Repository:
+    id: str
+    org_id: str
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class NodeKey:
+    key_id: str
+    node_id: str
+
+
+@dataclass(frozen=True)
+class OrganizationKey:
+    id: str
+    org_id: str
+    public_key: str
+    created_at: datetime
+    node_keys: tuple[NodeKey, ...] = ()
+
+
+@dataclass(frozen=True)
+class RepoAiApiKey:
+    id: str
+    repo_id: str
+    name: str
+    key: str | None
+    ai_type: AiType
+    secret_encrypted: bytes
+    created_at: datetime
+    deleted_at: datetime | None = None
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.deleted_at is not None
+
+
+@dataclass(frozen=True)
+class SystemEvent:
+    context: EventContext
+    event: EventType
+    org_id: str
+    user_id: str | None
+    context_id: str
+    timestamp: datetime
+    json_data: str | None = None
+    workspace_id: str | None = None
+    show_unread: bool = False
+    id: int | None = field(default=None, compare=False)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime) -> str:
+    """ISO 8601 in UTC with milliseconds, as the Flashback backend writes dates."""
+    return (
+        moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    )

@@ -1,0 +1,130 @@
+"""One error path: every non-2xx response is the documented ``{"success": false, "message"}``."""
+
+from __future__ import annotations
+
+import json
+import logging
+from http import HTTPStatus
+from typing import Any
+
+import flask
+import starlette.exceptions
+from connexion import FlaskApp
+from connexion.context import _operation
+from connexion.exceptions import ProblemException
+from connexion.lifecycle import ConnexionRequest, ConnexionResponse
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+
+log = logging.getLogger(__name__)
+
+INTERNAL_SERVER_ERROR = "Internal server error"
+
+
+class ApiError(Exception):
+    """A documented error: its status and the message the body carries."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def envelope(message: str) -> dict[str, Any]:
+    return {"success": False, "message": message}
+
+
+def _body(message: str) -> bytes:
+    return json.dumps(envelope(message)).encode("utf-8")
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def _problem_message(exc: ProblemException) -> str:
+    detail = exc.detail if isinstance(exc.detail, str) else None
+    # jsonschema appends the whole failing schema after a blank line: keep the sentence.
+    return (detail or exc.title or _reason(exc.status)).split("\n\n", 1)[0]
+
+
+def _middleware_response(
+    status: int, message: str, headers: dict[str, str] | None = None
+) -> ConnexionResponse:
+    return ConnexionResponse(
+        status_code=status,
+        mimetype="application/json",
+        content_type="application/json",
+        body=_body(message),
+        headers=headers or {},
+    )
+
+
+def _on_problem(_request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    assert isinstance(exc, ProblemException)
+    if exc.status >= 500:
+        log.error("request failed: %r", exc)
+        return _middleware_response(exc.status, INTERNAL_SERVER_ERROR)
+    return _middleware_response(exc.status, _problem_message(exc), dict(exc.headers or {}))
+
+
+def _on_http_exception(_request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    assert isinstance(exc, starlette.exceptions.HTTPException)
+    if exc.status_code >= 500:
+        return _middleware_response(exc.status_code, INTERNAL_SERVER_ERROR)
+    message = exc.detail if exc.detail and "<" not in exc.detail else _reason(exc.status_code)
+    return _middleware_response(exc.status_code, message, dict(exc.headers or {}))
+
+
+def _on_unexpected(_request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    if isinstance(exc, UnicodeDecodeError):
+        return _middleware_response(400, "Request body is not valid UTF-8")
+    log.error("unhandled error", exc_info=exc)
+    return _middleware_response(500, INTERNAL_SERVER_ERROR)
+
+
+def _flask_response(status: int, message: str, headers: dict[str, str] | None = None) -> Any:
+    response = flask.Response(_body(message), status=status, mimetype="application/json")
+    response.headers.update(headers or {})
+    return response
+
+
+def install_error_handlers(app: FlaskApp) -> None:
+    """Route connexion's, werkzeug's and our own errors into the documented envelope."""
+    app.add_error_handler(ProblemException, _on_problem)
+    app.add_error_handler(starlette.exceptions.HTTPException, _on_http_exception)
+    app.add_error_handler(Exception, _on_unexpected)
+
+    flask_app: flask.Flask = app.app
+
+    @flask_app.before_request
+    def _outside_the_contract() -> Any:
+        # A path connexion's router did not match (a control character in a path
+        # parameter, say) can still match a Flask rule; it is not an operation.
+        if _operation.get(None) is None:
+            return _flask_response(404, _reason(404))
+        return None
+
+    @flask_app.errorhandler(ApiError)
+    def _api_error(exc: ApiError) -> Any:
+        return _flask_response(exc.status, exc.message)
+
+    @flask_app.errorhandler(MethodNotAllowed)
+    def _method_not_allowed(exc: MethodNotAllowed) -> Any:
+        # Handled here: FlaskApp's generic conversion would drop the Allow header.
+        allowed = sorted(m for m in exc.valid_methods or () if m not in {"HEAD", "OPTIONS"})
+        return _flask_response(405, "Method Not Allowed", {"Allow": ", ".join(allowed)})
+
+    @flask_app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Any:
+        status = exc.code or 500
+        if status >= 500:
+            return _flask_response(status, INTERNAL_SERVER_ERROR)
+        return _flask_response(status, _reason(status))
+
+    @flask_app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Any:
+        log.error("unhandled error", exc_info=exc)
+        return _flask_response(500, INTERNAL_SERVER_ERROR)

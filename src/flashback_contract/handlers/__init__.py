@@ -1,0 +1,1 @@
+"""One module per resource; each function is named by the operationId that routes to it."""

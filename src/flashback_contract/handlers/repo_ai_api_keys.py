@@ -1,0 +1,119 @@
+"""Repository AI API keys: create, list, update and (soft) delete."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flashback_contract import policy
+from flashback_contract.auth import Principal, principal_of
+from flashback_contract.crypto import new_ai_api_key, new_ai_api_secret
+from flashback_contract.domain import AiType, EventContext, EventType, RepoAiApiKey, iso
+from flashback_contract.errors import ApiError
+from flashback_contract.services import current_services
+from flashback_contract.store import UnitOfWork
+
+
+def _repo_ai_api_key(key: RepoAiApiKey) -> dict[str, Any]:
+    return {
+        "id": key.id,
+        "name": key.name,
+        "repoId": key.repo_id,
+        "key": key.key,
+        "aiType": key.ai_type.value,
+        "createdAt": iso(key.created_at),
+        "deletedAt": None if key.deleted_at is None else iso(key.deleted_at),
+    }
+
+
+def _active_key(uow: UnitOfWork, principal: Principal, repo_id: str, key_id: str) -> RepoAiApiKey:
+    """The repository's key, if the caller may see the repository and the key is not deleted."""
+    policy.require_repository_access(uow, principal, repo_id)
+    key = uow.ai_key(key_id)
+    if key is None or key.repo_id != repo_id or key.is_deleted:
+        raise ApiError(404, policy.AI_API_KEY_NOT_FOUND)
+    return key
+
+
+def createRepoAiApiKey(
+    repoId: str, body: dict[str, Any], token_info: dict[str, Any]
+) -> tuple[dict[str, Any], int]:
+    principal = principal_of(token_info)
+    services = current_services()
+    secret = new_ai_api_secret()
+    with services.store.transaction() as uow:
+        policy.require_repository_access(uow, principal, repoId)
+        key = RepoAiApiKey(
+            id=str(uuid.uuid4()),
+            repo_id=repoId,
+            name=body["name"],
+            key=new_ai_api_key(),
+            ai_type=AiType(body["aiType"]),
+            secret_encrypted=services.secret_box.encrypt(secret),
+            created_at=services.clock(),
+        )
+        uow.add_ai_key(key)
+        services.record_event(
+            uow,
+            principal,
+            EventContext.aillmapikey,
+            EventType.created,
+            key.id,
+            details={"repoId": repoId, "name": key.name, "aiType": key.ai_type.value},
+        )
+    # The only time the secret is shown.
+    return {
+        "success": True,
+        "id": key.id,
+        "key": key.key,
+        "secret": secret,
+        "message": "AI API key created successfully",
+    }, 200
+
+
+def getRepoAiApiKeys(repoId: str, token_info: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    principal = principal_of(token_info)
+    with current_services().store.transaction() as uow:
+        policy.require_repository_access(uow, principal, repoId)
+        keys = uow.ai_keys(repoId)
+    return {"success": True, "apiKeys": [_repo_ai_api_key(k) for k in keys]}, 200
+
+
+def updateRepoAiApiKey(
+    repoId: str, apikeyId: str, body: dict[str, Any], token_info: dict[str, Any]
+) -> tuple[dict[str, Any], int]:
+    principal = principal_of(token_info)
+    services = current_services()
+    with services.store.transaction() as uow:
+        key = _active_key(uow, principal, repoId, apikeyId)
+        name = body.get("name")
+        if name is not None and name != key.name:
+            uow.rename_ai_key(key.id, name)
+            services.record_event(
+                uow,
+                principal,
+                EventContext.aillmapikey,
+                EventType.updated,
+                key.id,
+                details={"repoId": repoId, "name": {"from": key.name, "to": name}},
+            )
+    return {"success": True, "message": "AI API key updated successfully"}, 200
+
+
+def deleteRepoAiApiKey(
+    repoId: str, apikeyId: str, token_info: dict[str, Any]
+) -> tuple[dict[str, Any], int]:
+    principal = principal_of(token_info)
+    services = current_services()
+    with services.store.transaction() as uow:
+        key = _active_key(uow, principal, repoId, apikeyId)
+        uow.soft_delete_ai_key(key.id, services.clock())
+        services.record_event(
+            uow,
+            principal,
+            EventContext.aillmapikey,
+            EventType.deleted,
+            key.id,
+            details={"repoId": repoId},
+        )
+    return {"success": True, "message": "AI API key deleted successfully"}, 200

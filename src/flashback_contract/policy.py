@@ -1,0 +1,42 @@
+"""Access rules and the documented messages they answer with, in one place."""
+
+from __future__ import annotations
+
+from flashback_contract.auth import Principal
+from flashback_contract.domain import Repository, Role
+from flashback_contract.errors import ApiError
+from flashback_contract.store import UnitOfWork
+
+ORG_KEY_MANAGERS = frozenset({Role.ADMINISTRATORS, Role.OWNER})
+
+ORG_KEYS_FORBIDDEN = "Access denied: you can only manage keys for your own organization"
+ORG_KEY_NOT_FOUND = "Organization key not found or does not belong to this organization"
+REPOSITORY_FORBIDDEN = "Access denied: you do not have access to this repository"
+AI_API_KEY_NOT_FOUND = "AI API key not found"
+
+
+def orgkeys_quota_reached(maximum: int) -> str:
+    return (
+        f"Maximum number of organization keys ({maximum}) has been reached. "
+        "Please delete existing keys before creating new ones."
+    )
+
+
+def require_org_key_manager(principal: Principal, org_id: str) -> None:
+    """Organization keys: ADMINISTRATORS or OWNER of that very organization, else 403.
+
+    An unknown organization is refused the same way, so ids do not leak.
+    """
+    if principal.org_id != org_id or principal.role not in ORG_KEY_MANAGERS:
+        raise ApiError(403, ORG_KEYS_FORBIDDEN)
+
+
+def require_repository_access(uow: UnitOfWork, principal: Principal, repo_id: str) -> Repository:
+    """Repository AI keys: any member of the repository's organization, else 403.
+
+    An unknown repository is refused like another organization's one.
+    """
+    repository = uow.repository(repo_id)
+    if repository is None or repository.org_id != principal.org_id:
+        raise ApiError(403, REPOSITORY_FORBIDDEN)
+    return repository

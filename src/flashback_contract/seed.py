@@ -1,0 +1,106 @@
+"""Seed files: the demo fixture and any YAML file of the same shape."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from flashback_contract.crypto import SecretBox, new_ai_api_secret
+from flashback_contract.domain import (
+    AiType,
+    NodeKey,
+    Organization,
+    OrganizationKey,
+    RepoAiApiKey,
+    Repository,
+    Role,
+    User,
+)
+from flashback_contract.store import Store, UnitOfWork
+
+
+class SeedError(ValueError):
+    """A seed file that cannot be loaded."""
+
+
+def demo_seed_text() -> str:
+    return resources.files("flashback_contract").joinpath("demo/demo.yaml").read_text("utf-8")
+
+
+def read_seed(path: Path | None) -> dict[str, Any]:
+    text = demo_seed_text() if path is None else Path(path).read_text("utf-8")
+    data = yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise SeedError(f"seed {path or 'demo'}: expected a mapping at the top level")
+    return data
+
+
+def _when(value: Any) -> datetime:
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    if moment.tzinfo is None:
+        raise SeedError(f"seed date {value!r} needs a time zone (for example Z)")
+    return moment
+
+
+def load_seed(uow: UnitOfWork, data: dict[str, Any], secret_box: SecretBox) -> None:
+    """Write a seed's records through a unit of work."""
+    try:
+        for org in data.get("organizations", []):
+            uow.add_organization(Organization(id=org["id"], name=org["name"]))
+        for user in data.get("users", []):
+            uow.add_user(
+                User(
+                    id=user["id"],
+                    org_id=user["org"],
+                    role=Role[user["role"]],
+                    name=user.get("name", ""),
+                    email=user.get("email", ""),
+                ),
+                token=user.get("token"),
+            )
+        for repo in data.get("repositories", []):
+            uow.add_repository(
+                Repository(id=repo["id"], org_id=repo["org"], name=repo.get("name", ""))
+            )
+        # Stores list newest first by insertion order, so insert oldest first.
+        for key in sorted(data.get("organizationKeys", []), key=lambda k: _when(k["createdAt"])):
+            uow.add_org_key(
+                OrganizationKey(
+                    id=key["id"],
+                    org_id=key["org"],
+                    public_key=key["publicKey"],
+                    created_at=_when(key["createdAt"]),
+                    node_keys=tuple(NodeKey(key["id"], str(node)) for node in key.get("nodes", [])),
+                )
+            )
+        for ai in sorted(data.get("aiApiKeys", []), key=lambda k: _when(k["createdAt"])):
+            deleted_at = ai.get("deletedAt")
+            uow.add_ai_key(
+                RepoAiApiKey(
+                    id=ai["id"],
+                    repo_id=ai["repo"],
+                    name=ai["name"],
+                    key=ai.get("key"),
+                    ai_type=AiType(ai["aiType"]),
+                    # Seeded secrets are random: nobody ever saw them, as after a real creation.
+                    secret_encrypted=secret_box.encrypt(new_ai_api_secret()),
+                    created_at=_when(ai["createdAt"]),
+                    deleted_at=None if deleted_at is None else _when(deleted_at),
+                )
+            )
+    except (KeyError, ValueError, TypeError) as exc:
+        raise SeedError(f"invalid seed: {exc!r}") from exc
+
+
+def seed_if_empty(store: Store, seed_file: Path | None, secret_box: SecretBox) -> bool:
+    """Load the seed into an empty store; a store holding data is left alone. True if seeded."""
+    data = read_seed(seed_file)
+    with store.transaction() as uow:
+        if not uow.is_empty():
+            return False
+        load_seed(uow, data, secret_box)
+    return True

@@ -1,0 +1,56 @@
+"""What handlers need from the running app: settings, store, secret box, clock."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import flask
+
+from flashback_contract.auth import Principal
+from flashback_contract.crypto import SecretBox
+from flashback_contract.domain import EventContext, EventType, SystemEvent
+from flashback_contract.settings import Settings
+from flashback_contract.store import Store, UnitOfWork
+
+EXTENSION_KEY = "flashback_contract"
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: Store
+    secret_box: SecretBox
+    clock: Callable[[], datetime]
+
+    def record_event(
+        self,
+        uow: UnitOfWork,
+        principal: Principal,
+        context: EventContext,
+        event: EventType,
+        context_id: str,
+        details: dict[str, Any] | None = None,
+    ) -> int:
+        """Record a system event in the caller's transaction."""
+        return uow.add_event(
+            SystemEvent(
+                context=context,
+                event=event,
+                org_id=principal.org_id,
+                user_id=principal.user_id,
+                context_id=context_id,
+                timestamp=self.clock(),
+                json_data=None if details is None else json.dumps(details, sort_keys=True),
+            )
+        )
+
+
+def current_services() -> Services:
+    """The services of the app handling the current request."""
+    services = flask.current_app.extensions[EXTENSION_KEY]
+    assert isinstance(services, Services)
+    return services

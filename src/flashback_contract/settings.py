@@ -1,0 +1,33 @@
+"""Settings: one object the app factory, the CLI and the tests build the app from."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from flashback_contract.store import DEFAULT_STORE_URL
+
+
+@dataclass(frozen=True)
+class Settings:
+    store_url: str = DEFAULT_STORE_URL
+    # None loads the demo fixture shipped with the package.
+    seed_file: Path | None = None
+    orgkeys_max: int = 5
+    # Fernet key for AI API key secrets; None generates a development key.
+    encryption_key: str | None = None
+    validate_responses: bool = False
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        """Settings from the environment (FLASHBACK_STORE, ORGKEYS_MAX, ...), then overrides."""
+        values: dict[str, object] = {}
+        if "FLASHBACK_STORE" in os.environ:
+            values["store_url"] = os.environ["FLASHBACK_STORE"]
+        if "ORGKEYS_MAX" in os.environ:
+            values["orgkeys_max"] = int(os.environ["ORGKEYS_MAX"])
+        if os.environ.get("FLASHBACK_ENCRYPTION_KEY"):
+            values["encryption_key"] = os.environ["FLASHBACK_ENCRYPTION_KEY"]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]

@@ -1,0 +1,157 @@
+"""In-memory adapter: fast, per-process, gone on exit."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from flashback_contract.domain import (
+    NodeKey,
+    Organization,
+    OrganizationKey,
+    RepoAiApiKey,
+    Repository,
+    SystemEvent,
+    User,
+)
+
+
+@dataclass
+class _State:
+    organizations: dict[str, Organization] = field(default_factory=dict)
+    users: dict[str, User] = field(default_factory=dict)
+    tokens: dict[str, str] = field(default_factory=dict)
+    repositories: dict[str, Repository] = field(default_factory=dict)
+    # Insertion order is creation order; lists are read newest first.
+    org_keys: dict[str, OrganizationKey] = field(default_factory=dict)
+    node_keys: list[NodeKey] = field(default_factory=list)
+    ai_keys: dict[str, RepoAiApiKey] = field(default_factory=dict)
+    events: list[SystemEvent] = field(default_factory=list)
+
+    def snapshot(self) -> _State:
+        # Domain objects are frozen, so copying the containers is a full snapshot.
+        return _State(**{name: copy.copy(value) for name, value in vars(self).items()})
+
+
+class MemoryUnitOfWork:
+    def __init__(self, state: _State) -> None:
+        self._s = state
+
+    def add_organization(self, organization: Organization) -> None:
+        self._s.organizations[organization.id] = organization
+
+    def add_user(self, user: User, token: str | None) -> None:
+        self._s.users[user.id] = user
+        if token is not None:
+            self._s.tokens[token] = user.id
+
+    def add_repository(self, repository: Repository) -> None:
+        self._s.repositories[repository.id] = repository
+
+    def organization(self, org_id: str) -> Organization | None:
+        return self._s.organizations.get(org_id)
+
+    def user(self, user_id: str) -> User | None:
+        return self._s.users.get(user_id)
+
+    def user_by_token(self, token: str) -> User | None:
+        user_id = self._s.tokens.get(token)
+        return None if user_id is None else self._s.users.get(user_id)
+
+    def repository(self, repo_id: str) -> Repository | None:
+        return self._s.repositories.get(repo_id)
+
+    def lock_organization(self, org_id: str) -> None:
+        """The store-wide lock already serialises every transaction."""
+
+    def org_keys(self, org_id: str) -> list[OrganizationKey]:
+        keys = [k for k in reversed(self._s.org_keys.values()) if k.org_id == org_id]
+        return [
+            replace(k, node_keys=tuple(nk for nk in self._s.node_keys if nk.key_id == k.id))
+            for k in keys
+        ]
+
+    def count_org_keys(self, org_id: str) -> int:
+        return sum(1 for k in self._s.org_keys.values() if k.org_id == org_id)
+
+    def add_org_key(self, key: OrganizationKey) -> None:
+        self._s.org_keys[key.id] = replace(key, node_keys=())
+        for node_key in key.node_keys:
+            self.add_node_key(node_key)
+
+    def add_node_key(self, node_key: NodeKey) -> None:
+        if node_key not in self._s.node_keys:
+            self._s.node_keys.append(node_key)
+
+    def delete_org_keys(self, org_id: str) -> int:
+        doomed = {k.id for k in self._s.org_keys.values() if k.org_id == org_id}
+        self._remove_keys(doomed)
+        return len(doomed)
+
+    def delete_org_key(self, org_id: str, key_id: str) -> bool:
+        key = self._s.org_keys.get(key_id)
+        if key is None or key.org_id != org_id:
+            return False
+        self._remove_keys({key_id})
+        return True
+
+    def _remove_keys(self, key_ids: set[str]) -> None:
+        for key_id in key_ids:
+            del self._s.org_keys[key_id]
+        self._s.node_keys = [nk for nk in self._s.node_keys if nk.key_id not in key_ids]
+
+    def ai_keys(self, repo_id: str) -> list[RepoAiApiKey]:
+        return [
+            k
+            for k in reversed(self._s.ai_keys.values())
+            if k.repo_id == repo_id and not k.is_deleted
+        ]
+
+    def ai_key(self, key_id: str) -> RepoAiApiKey | None:
+        return self._s.ai_keys.get(key_id)
+
+    def add_ai_key(self, key: RepoAiApiKey) -> None:
+        self._s.ai_keys[key.id] = key
+
+    def rename_ai_key(self, key_id: str, name: str) -> None:
+        self._s.ai_keys[key_id] = replace(self._s.ai_keys[key_id], name=name)
+
+    def soft_delete_ai_key(self, key_id: str, deleted_at: datetime) -> None:
+        self._s.ai_keys[key_id] = replace(self._s.ai_keys[key_id], deleted_at=deleted_at)
+
+    def add_event(self, event: SystemEvent) -> int:
+        event_id = len(self._s.events) + 1
+        self._s.events.append(replace(event, id=event_id))
+        return event_id
+
+    def events(self) -> list[SystemEvent]:
+        return list(reversed(self._s.events))
+
+    def is_empty(self) -> bool:
+        return not self._s.organizations
+
+
+class MemoryStore:
+    """State in a Python object; one lock serialises transactions."""
+
+    def __init__(self, url: str = "memory://") -> None:
+        self.url = url
+        self._state = _State()
+        self._lock = threading.RLock()
+
+    @contextmanager
+    def transaction(self) -> Iterator[MemoryUnitOfWork]:
+        with self._lock:
+            before = self._state.snapshot()
+            try:
+                yield MemoryUnitOfWork(self._state)
+            except BaseException:
+                self._state = before
+                raise
+
+    def close(self) -> None:
+        """Nothing to release."""

@@ -1,0 +1,385 @@
+"""SQL adapter (SQLAlchemy Core): SQLite as the embedded default, PostgreSQL for shared use."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from flashback_contract.domain import (
+    AiType,
+    EventContext,
+    EventType,
+    NodeKey,
+    Organization,
+    OrganizationKey,
+    RepoAiApiKey,
+    Repository,
+    Role,
+    SystemEvent,
+    User,
+)
+
+
+class UtcDateTime(sa.types.TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every dialect, stored as ISO 8601 text."""
+
+    impl = sa.String(40)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> str | None:
+        return None if value is None else value.astimezone(UTC).isoformat()
+
+    def process_result_value(self, value: str | None, dialect: Any) -> datetime | None:
+        return None if value is None else datetime.fromisoformat(value)
+
+
+metadata = sa.MetaData()
+
+organizations = sa.Table(
+    "organizations",
+    metadata,
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False),
+)
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("org_id", sa.ForeignKey("organizations.id"), nullable=False),
+    sa.Column("role", sa.Integer, nullable=False),
+    sa.Column("name", sa.String(255), nullable=False, default=""),
+    sa.Column("email", sa.String(255), nullable=False, default=""),
+    sa.Column("token", sa.String(512), unique=True),
+)
+repositories = sa.Table(
+    "repositories",
+    metadata,
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("org_id", sa.ForeignKey("organizations.id"), nullable=False),
+    sa.Column("name", sa.String(255), nullable=False, default=""),
+)
+organization_keys = sa.Table(
+    "organization_keys",
+    metadata,
+    # seq orders keys by creation even when timestamps collide.
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(128), nullable=False, unique=True),
+    sa.Column("org_id", sa.ForeignKey("organizations.id"), nullable=False, index=True),
+    sa.Column("public_key", sa.Text, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+node_keys = sa.Table(
+    "node_keys",
+    metadata,
+    sa.Column(
+        "key_id",
+        sa.ForeignKey("organization_keys.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("node_id", sa.String(128), primary_key=True),
+)
+repo_ai_api_keys = sa.Table(
+    "repo_ai_api_keys",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(128), nullable=False, unique=True),
+    sa.Column("repo_id", sa.ForeignKey("repositories.id"), nullable=False, index=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("key", sa.String(255)),
+    sa.Column("ai_type", sa.String(16), nullable=False),
+    sa.Column("secret_encrypted", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("deleted_at", UtcDateTime),
+)
+system_events = sa.Table(
+    "system_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("timestamp", UtcDateTime, nullable=False),
+    sa.Column("context", sa.Integer, nullable=False),
+    sa.Column("event", sa.Integer, nullable=False),
+    sa.Column("org_id", sa.String(128), nullable=False, index=True),
+    sa.Column("user_id", sa.String(128)),
+    sa.Column("context_id", sa.String(128), nullable=False),
+    sa.Column("json_data", sa.Text),
+    sa.Column("workspace_id", sa.String(128)),
+    sa.Column("show_unread", sa.Boolean, nullable=False, default=False),
+)
+
+
+def _user(row: Any) -> User:
+    return User(id=row.id, org_id=row.org_id, role=Role(row.role), name=row.name, email=row.email)
+
+
+def _ai_key(row: Any) -> RepoAiApiKey:
+    return RepoAiApiKey(
+        id=row.id,
+        repo_id=row.repo_id,
+        name=row.name,
+        key=row.key,
+        ai_type=AiType(row.ai_type),
+        secret_encrypted=bytes(row.secret_encrypted),
+        created_at=row.created_at,
+        deleted_at=row.deleted_at,
+    )
+
+
+def _event(row: Any) -> SystemEvent:
+    return SystemEvent(
+        id=row.id,
+        timestamp=row.timestamp,
+        context=EventContext(row.context),
+        event=EventType(row.event),
+        org_id=row.org_id,
+        user_id=row.user_id,
+        context_id=row.context_id,
+        json_data=row.json_data,
+        workspace_id=row.workspace_id,
+        show_unread=row.show_unread,
+    )
+
+
+class SqlUnitOfWork:
+    def __init__(self, conn: Connection) -> None:
+        self._c = conn
+
+    def add_organization(self, organization: Organization) -> None:
+        self._c.execute(organizations.insert().values(id=organization.id, name=organization.name))
+
+    def add_user(self, user: User, token: str | None) -> None:
+        self._c.execute(
+            users.insert().values(
+                id=user.id,
+                org_id=user.org_id,
+                role=int(user.role),
+                name=user.name,
+                email=user.email,
+                token=token,
+            )
+        )
+
+    def add_repository(self, repository: Repository) -> None:
+        self._c.execute(
+            repositories.insert().values(
+                id=repository.id, org_id=repository.org_id, name=repository.name
+            )
+        )
+
+    def organization(self, org_id: str) -> Organization | None:
+        row = self._c.execute(organizations.select().where(organizations.c.id == org_id)).first()
+        return None if row is None else Organization(id=row.id, name=row.name)
+
+    def user(self, user_id: str) -> User | None:
+        row = self._c.execute(users.select().where(users.c.id == user_id)).first()
+        return None if row is None else _user(row)
+
+    def user_by_token(self, token: str) -> User | None:
+        row = self._c.execute(users.select().where(users.c.token == token)).first()
+        return None if row is None else _user(row)
+
+    def repository(self, repo_id: str) -> Repository | None:
+        row = self._c.execute(repositories.select().where(repositories.c.id == repo_id)).first()
+        return None if row is None else Repository(id=row.id, org_id=row.org_id, name=row.name)
+
+    def lock_organization(self, org_id: str) -> None:
+        # FOR UPDATE on PostgreSQL; SQLite already holds its write lock (BEGIN IMMEDIATE).
+        self._c.execute(
+            sa.select(organizations.c.id).where(organizations.c.id == org_id).with_for_update()
+        )
+
+    def org_keys(self, org_id: str) -> list[OrganizationKey]:
+        rows = self._c.execute(
+            organization_keys.select()
+            .where(organization_keys.c.org_id == org_id)
+            .order_by(organization_keys.c.seq.desc())
+        ).all()
+        links = self._c.execute(
+            sa.select(node_keys.c.key_id, node_keys.c.node_id)
+            .join(organization_keys, organization_keys.c.id == node_keys.c.key_id)
+            .where(organization_keys.c.org_id == org_id)
+            .order_by(node_keys.c.node_id)
+        ).all()
+        by_key: dict[str, list[NodeKey]] = {}
+        for link in links:
+            by_key.setdefault(link.key_id, []).append(NodeKey(link.key_id, link.node_id))
+        return [
+            OrganizationKey(
+                id=row.id,
+                org_id=row.org_id,
+                public_key=row.public_key,
+                created_at=row.created_at,
+                node_keys=tuple(by_key.get(row.id, ())),
+            )
+            for row in rows
+        ]
+
+    def count_org_keys(self, org_id: str) -> int:
+        return int(
+            self._c.execute(
+                sa.select(sa.func.count())
+                .select_from(organization_keys)
+                .where(organization_keys.c.org_id == org_id)
+            ).scalar_one()
+        )
+
+    def add_org_key(self, key: OrganizationKey) -> None:
+        self._c.execute(
+            organization_keys.insert().values(
+                id=key.id, org_id=key.org_id, public_key=key.public_key, created_at=key.created_at
+            )
+        )
+        for node_key in key.node_keys:
+            self.add_node_key(node_key)
+
+    def add_node_key(self, node_key: NodeKey) -> None:
+        exists = self._c.execute(
+            sa.select(node_keys.c.key_id).where(
+                node_keys.c.key_id == node_key.key_id, node_keys.c.node_id == node_key.node_id
+            )
+        ).first()
+        if exists is None:
+            self._c.execute(
+                node_keys.insert().values(key_id=node_key.key_id, node_id=node_key.node_id)
+            )
+
+    def delete_org_keys(self, org_id: str) -> int:
+        key_ids = sa.select(organization_keys.c.id).where(organization_keys.c.org_id == org_id)
+        # Explicit cascade: SQLite enforces ON DELETE only with a pragma per connection.
+        self._c.execute(node_keys.delete().where(node_keys.c.key_id.in_(key_ids)))
+        result = self._c.execute(
+            organization_keys.delete().where(organization_keys.c.org_id == org_id)
+        )
+        return int(result.rowcount)
+
+    def delete_org_key(self, org_id: str, key_id: str) -> bool:
+        owned = sa.and_(organization_keys.c.id == key_id, organization_keys.c.org_id == org_id)
+        if self._c.execute(sa.select(organization_keys.c.id).where(owned)).first() is None:
+            return False
+        self._c.execute(node_keys.delete().where(node_keys.c.key_id == key_id))
+        self._c.execute(organization_keys.delete().where(owned))
+        return True
+
+    def ai_keys(self, repo_id: str) -> list[RepoAiApiKey]:
+        rows = self._c.execute(
+            repo_ai_api_keys.select()
+            .where(repo_ai_api_keys.c.repo_id == repo_id, repo_ai_api_keys.c.deleted_at.is_(None))
+            .order_by(repo_ai_api_keys.c.seq.desc())
+        ).all()
+        return [_ai_key(row) for row in rows]
+
+    def ai_key(self, key_id: str) -> RepoAiApiKey | None:
+        row = self._c.execute(
+            repo_ai_api_keys.select().where(repo_ai_api_keys.c.id == key_id)
+        ).first()
+        return None if row is None else _ai_key(row)
+
+    def add_ai_key(self, key: RepoAiApiKey) -> None:
+        self._c.execute(
+            repo_ai_api_keys.insert().values(
+                id=key.id,
+                repo_id=key.repo_id,
+                name=key.name,
+                key=key.key,
+                ai_type=key.ai_type.value,
+                secret_encrypted=key.secret_encrypted,
+                created_at=key.created_at,
+                deleted_at=key.deleted_at,
+            )
+        )
+
+    def rename_ai_key(self, key_id: str, name: str) -> None:
+        self._c.execute(
+            repo_ai_api_keys.update().where(repo_ai_api_keys.c.id == key_id).values(name=name)
+        )
+
+    def soft_delete_ai_key(self, key_id: str, deleted_at: datetime) -> None:
+        self._c.execute(
+            repo_ai_api_keys.update()
+            .where(repo_ai_api_keys.c.id == key_id)
+            .values(deleted_at=deleted_at)
+        )
+
+    def add_event(self, event: SystemEvent) -> int:
+        result = self._c.execute(
+            system_events.insert().values(
+                timestamp=event.timestamp,
+                context=int(event.context),
+                event=int(event.event),
+                org_id=event.org_id,
+                user_id=event.user_id,
+                context_id=event.context_id,
+                json_data=event.json_data,
+                workspace_id=event.workspace_id,
+                show_unread=event.show_unread,
+            )
+        )
+        primary_key = result.inserted_primary_key
+        assert primary_key is not None
+        return int(primary_key[0])
+
+    def events(self) -> list[SystemEvent]:
+        rows = self._c.execute(system_events.select().order_by(system_events.c.id.desc())).all()
+        return [_event(row) for row in rows]
+
+    def is_empty(self) -> bool:
+        return self._c.execute(sa.select(organizations.c.id).limit(1)).first() is None
+
+
+def _sqlite_engine(url: sa.URL) -> Engine:
+    in_memory = url.database in (None, "", ":memory:")
+    engine = sa.create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": 30},
+        # One shared connection, or each thread would see its own empty database.
+        poolclass=sa.pool.StaticPool if in_memory else None,
+    )
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event decide how transactions start.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        if not in_memory:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # Take the write lock up front: read-then-write transactions (quota) stay atomic.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+class SqlStore:
+    """SQLite or PostgreSQL through SQLAlchemy; the schema is created on first use."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        parsed = sa.make_url(url)
+        if parsed.get_backend_name() == "sqlite":
+            self._engine = _sqlite_engine(parsed)
+        else:
+            if parsed.drivername == "postgresql":
+                parsed = parsed.set(drivername="postgresql+psycopg")
+            self._engine = sa.create_engine(parsed, pool_pre_ping=True)
+        metadata.create_all(self._engine)
+
+    @contextmanager
+    def transaction(self) -> Iterator[SqlUnitOfWork]:
+        with self._engine.begin() as conn:
+            yield SqlUnitOfWork(conn)
+
+    def drop_all(self) -> None:
+        """Remove every table (tests and reset)."""
+        metadata.drop_all(self._engine)
+
+    def close(self) -> None:
+        self._engine.dispose()
