@@ -15,6 +15,8 @@ from connexion.exceptions import ProblemException
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
+from flashback_contract.spec import allowed_methods
+
 log = logging.getLogger(__name__)
 
 INTERNAL_SERVER_ERROR = "Internal server error"
@@ -70,12 +72,20 @@ def _on_problem(_request: ConnexionRequest, exc: Exception) -> ConnexionResponse
     return _middleware_response(exc.status, _problem_message(exc), dict(exc.headers or {}))
 
 
-def _on_http_exception(_request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+def _allow_header(path: str) -> dict[str, str]:
+    # connexion routes one method per route, so its own 405 names a single method.
+    return {"Allow": ", ".join(allowed_methods(path))}
+
+
+def _on_http_exception(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
     assert isinstance(exc, starlette.exceptions.HTTPException)
     if exc.status_code >= 500:
         return _middleware_response(exc.status_code, INTERNAL_SERVER_ERROR)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers.update(_allow_header(request.url.path))
     message = exc.detail if exc.detail and "<" not in exc.detail else _reason(exc.status_code)
-    return _middleware_response(exc.status_code, message, dict(exc.headers or {}))
+    return _middleware_response(exc.status_code, message, headers)
 
 
 def _on_unexpected(_request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
@@ -101,9 +111,11 @@ def install_error_handlers(app: FlaskApp) -> None:
 
     @flask_app.before_request
     def _outside_the_contract() -> Any:
-        # A path connexion's router did not match (a control character in a path
-        # parameter, say) can still match a Flask rule; it is not an operation.
+        # connexion's router does not match a path parameter holding a newline, but
+        # Flask's does: such a request is no operation. Its parameter is invalid (400).
         if _operation.get(None) is None:
+            if allowed_methods(flask.request.path):
+                return _flask_response(400, "Invalid path parameter")
             return _flask_response(404, _reason(404))
         return None
 
@@ -114,8 +126,7 @@ def install_error_handlers(app: FlaskApp) -> None:
     @flask_app.errorhandler(MethodNotAllowed)
     def _method_not_allowed(exc: MethodNotAllowed) -> Any:
         # Handled here: FlaskApp's generic conversion would drop the Allow header.
-        allowed = sorted(m for m in exc.valid_methods or () if m not in {"HEAD", "OPTIONS"})
-        return _flask_response(405, "Method Not Allowed", {"Allow": ", ".join(allowed)})
+        return _flask_response(405, _reason(405), _allow_header(flask.request.path))
 
     @flask_app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Any:

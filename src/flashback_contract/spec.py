@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -24,3 +25,24 @@ def load_spec() -> dict[str, Any]:
     data = yaml.safe_load(spec_path().read_text("utf-8"))
     assert isinstance(data, dict)
     return data
+
+
+HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
+
+
+@cache
+def _path_methods() -> tuple[tuple[re.Pattern[str], tuple[str, ...]], ...]:
+    routes = []
+    for template, item in load_spec()["paths"].items():
+        pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+        methods = tuple(sorted(m.upper() for m in item if m in HTTP_METHODS))
+        routes.append((re.compile(f"^{pattern}$"), methods))
+    return tuple(routes)
+
+
+def allowed_methods(path: str) -> tuple[str, ...]:
+    """The methods the contract declares for a concrete request path (empty if none)."""
+    for pattern, methods in _path_methods():
+        if pattern.match(path):
+            return methods
+    return ()
