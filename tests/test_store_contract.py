@@ -1,0 +1,213 @@
+"""The store contract: every adapter passes the same tests, unchanged."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from flashback_contract import Settings, create_app
+from flashback_contract.domain import (
+    AiType,
+    EventContext,
+    EventType,
+    NodeKey,
+    Organization,
+    OrganizationKey,
+    RepoAiApiKey,
+    Repository,
+    Role,
+    SystemEvent,
+    User,
+)
+from flashback_contract.store import Store
+from tests.conftest import OWNER, bearer
+from tests.servers import serve_in_thread
+from tests.stores import ADAPTERS, open_adapter
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=ADAPTERS)
+def adapter(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    with open_adapter(request.param, tmp_path) as store:
+        yield store
+
+
+@pytest.fixture
+def populated(adapter: Store) -> Store:
+    with adapter.transaction() as uow:
+        uow.add_organization(Organization("org-a", "A"))
+        uow.add_organization(Organization("org-b", "B"))
+        uow.add_user(User("u-a", "org-a", Role.OWNER, "Ann", "ann@a.example"), token="tok-a")
+        uow.add_user(User("u-b", "org-b", Role.USER), token=None)
+        uow.add_repository(Repository("repo-a", "org-a", "main"))
+        for n in range(3):
+            uow.add_org_key(
+                OrganizationKey(
+                    id=f"k{n}",
+                    org_id="org-a",
+                    public_key=f"PEM{n}",
+                    created_at=T0 + timedelta(days=n),
+                    node_keys=(NodeKey(f"k{n}", f"10.0.0.{n}"),),
+                )
+            )
+        uow.add_org_key(OrganizationKey("kb", "org-b", "PEMB", T0, (NodeKey("kb", "10.9.9.9"),)))
+    return adapter
+
+
+def ai_key(key_id: str, created: datetime = T0) -> RepoAiApiKey:
+    return RepoAiApiKey(
+        id=key_id,
+        repo_id="repo-a",
+        name=f"name {key_id}",
+        key=f"FB_AI_{key_id}",
+        ai_type=AiType.ANTHROPIC,
+        secret_encrypted=b"\x00ciphertext\xff",
+        created_at=created,
+    )
+
+
+def test_an_unseeded_store_is_empty_and_a_seeded_one_is_not(adapter: Store) -> None:
+    with adapter.transaction() as uow:
+        assert uow.is_empty()
+        uow.add_organization(Organization("org-x", "X"))
+    with adapter.transaction() as uow:
+        assert not uow.is_empty()
+        assert uow.organization("org-x") == Organization("org-x", "X")
+        assert uow.organization("org-y") is None
+
+
+def test_users_are_found_by_id_and_by_token(populated: Store) -> None:
+    with populated.transaction() as uow:
+        ann = User("u-a", "org-a", Role.OWNER, "Ann", "ann@a.example")
+        assert uow.user_by_token("tok-a") == ann
+        assert uow.user("u-a") == ann
+        assert uow.user_by_token("tok-unknown") is None
+        assert uow.repository("repo-a") == Repository("repo-a", "org-a", "main")
+        assert uow.repository("repo-z") is None
+
+
+def test_org_keys_list_newest_first_with_their_node_keys(populated: Store) -> None:
+    with populated.transaction() as uow:
+        keys = uow.org_keys("org-a")
+        assert [k.id for k in keys] == ["k2", "k1", "k0"]
+        assert keys[0].node_keys == (NodeKey("k2", "10.0.0.2"),)
+        assert keys[0].created_at == T0 + timedelta(days=2)
+        assert uow.count_org_keys("org-a") == 3
+        assert uow.count_org_keys("org-none") == 0
+
+
+def test_adding_the_same_node_key_twice_keeps_one(populated: Store) -> None:
+    with populated.transaction() as uow:
+        uow.add_node_key(NodeKey("k0", "10.0.0.0"))
+        uow.add_node_key(NodeKey("k0", "10.0.0.99"))
+    with populated.transaction() as uow:
+        [*_, k0] = uow.org_keys("org-a")
+        assert sorted(nk.node_id for nk in k0.node_keys) == ["10.0.0.0", "10.0.0.99"]
+
+
+def test_deleting_all_org_keys_cascades_to_node_keys_of_that_org_only(populated: Store) -> None:
+    with populated.transaction() as uow:
+        assert uow.delete_org_keys("org-a") == 3
+    with populated.transaction() as uow:
+        assert uow.org_keys("org-a") == []
+        assert uow.delete_org_keys("org-a") == 0
+        [kb] = uow.org_keys("org-b")
+        assert kb.node_keys == (NodeKey("kb", "10.9.9.9"),)
+        # A new key with an old id carries no stale node keys.
+        uow.add_org_key(OrganizationKey("k0", "org-a", "PEMNEW", T0))
+        assert uow.org_keys("org-a")[0].node_keys == ()
+
+
+def test_deleting_one_org_key_checks_its_organization(populated: Store) -> None:
+    with populated.transaction() as uow:
+        assert not uow.delete_org_key("org-a", "kb")
+        assert not uow.delete_org_key("org-a", "missing")
+        assert uow.delete_org_key("org-a", "k1")
+    with populated.transaction() as uow:
+        assert [k.id for k in uow.org_keys("org-a")] == ["k2", "k0"]
+        assert len(uow.org_keys("org-b")) == 1
+
+
+def test_ai_keys_soft_delete_and_rename(populated: Store) -> None:
+    with populated.transaction() as uow:
+        uow.add_ai_key(ai_key("ai1", T0))
+        uow.add_ai_key(ai_key("ai2", T0 + timedelta(hours=1)))
+    with populated.transaction() as uow:
+        assert [k.id for k in uow.ai_keys("repo-a")] == ["ai2", "ai1"]
+        uow.rename_ai_key("ai1", "renamed")
+        uow.soft_delete_ai_key("ai2", T0 + timedelta(days=1))
+    with populated.transaction() as uow:
+        assert [k.id for k in uow.ai_keys("repo-a")] == ["ai1"]
+        gone = uow.ai_key("ai2")
+        assert gone is not None and gone.deleted_at == T0 + timedelta(days=1)
+        assert gone.secret_encrypted == b"\x00ciphertext\xff"
+        kept = uow.ai_key("ai1")
+        assert kept is not None and kept.name == "renamed" and kept.ai_type is AiType.ANTHROPIC
+        assert uow.ai_key("nope") is None
+
+
+def test_events_get_increasing_numeric_ids_and_list_newest_first(populated: Store) -> None:
+    event = SystemEvent(
+        context=EventContext.orgkey,
+        event=EventType.created,
+        org_id="org-a",
+        user_id="u-a",
+        context_id="k0",
+        timestamp=T0,
+        json_data='{"n": 1}',
+    )
+    with populated.transaction() as uow:
+        first = uow.add_event(event)
+        second = uow.add_event(SystemEvent(**{**event.__dict__, "event": EventType.deleted}))
+    assert second > first
+    with populated.transaction() as uow:
+        events = uow.events()
+    assert [e.id for e in events] == [second, first]
+    assert events[1] == event  # ids do not take part in equality
+    assert events[0].event is EventType.deleted
+
+
+def test_a_transaction_that_raises_leaves_nothing_behind(populated: Store) -> None:
+    with pytest.raises(RuntimeError), populated.transaction() as uow:
+        uow.delete_org_keys("org-a")
+        uow.add_ai_key(ai_key("ai-partial"))
+        uow.add_organization(Organization("org-partial", "P"))
+        raise RuntimeError("abort")
+
+    with populated.transaction() as uow:
+        assert len(uow.org_keys("org-a")) == 3
+        assert uow.ai_key("ai-partial") is None
+        assert uow.organization("org-partial") is None
+        assert uow.org_keys("org-a")[2].node_keys == (NodeKey("k0", "10.0.0.0"),)
+
+
+def test_locking_an_organization_is_allowed_inside_a_transaction(populated: Store) -> None:
+    with populated.transaction() as uow:
+        uow.lock_organization("org-a")
+        uow.lock_organization("org-unknown")
+        assert uow.count_org_keys("org-a") == 3
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_concurrent_generates_never_exceed_the_quota(kind: str, tmp_path: Path) -> None:
+    with open_adapter(kind, tmp_path) as store:
+        app = create_app(Settings(store_url=store.url, orgkeys_max=5), store=store)
+        with serve_in_thread(app) as base_url, ThreadPoolExecutor(max_workers=6) as pool:
+
+            def generate(_: int) -> int:
+                return httpx.post(
+                    f"{base_url}/organization/org-acme/key", headers=bearer(OWNER), timeout=30
+                ).status_code
+
+            statuses = list(pool.map(generate, range(6)))
+
+        # The demo organization holds 3 keys: exactly 2 more fit, whatever the interleaving.
+        assert sorted(statuses) == [200, 200, 400, 400, 400, 400]
+        with store.transaction() as uow:
+            assert uow.count_org_keys("org-acme") == 5
