@@ -183,3 +183,9 @@ def state(store: Store) -> object:
             uow.ai_key("aikey-acme-openai"),
             uow.events(),
         )
+
+
+def test_authentication_is_checked_before_validation(client: TestClient) -> None:
+    response = client.post("/repo/repo-acme-main/ai/apikey", json={"unexpected": True})
+
+    assert_envelope(response, 401, "No authorization token provided")

@@ -74,7 +74,9 @@ def test_delete_all_org_keys_leaves_other_organizations_alone(client: TestClient
     assert key_ids(client, "org-globex", GLOBEX_OWNER) == ["orgkey-globex-1"]
 
 
-def test_delete_all_org_keys_of_an_org_without_keys_reports_zero(client: TestClient) -> None:
+def test_delete_all_org_keys_of_an_org_without_keys_reports_zero(
+    client: TestClient, store: Store
+) -> None:
     client.delete("/organization/org-acme/key", headers=bearer(OWNER))
 
     response = client.delete("/organization/org-acme/key", headers=bearer(OWNER))
@@ -84,6 +86,9 @@ def test_delete_all_org_keys_of_an_org_without_keys_reports_zero(client: TestCli
         "success": True,
         "message": "Successfully deleted 0 organization key(s)",
     }
+    with store.transaction() as uow:
+        latest = uow.events()[0]
+    assert json.loads(latest.json_data or "") == {"action": "deleteAll", "deletedCount": 0}
 
 
 def test_delete_all_org_keys_logs_a_system_event_with_the_count(
