@@ -21,18 +21,13 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.engine import Status, events, from_schema
 
 from flashback_contract.handlers import organization_keys, repo_ai_api_keys
-from flashback_contract.spec import load_spec, spec_path
+from flashback_contract.spec import conformance_settings, load_spec
 from tests.conftest import OWNER
 
 pytestmark = pytest.mark.slow
 
 SEEDS = [int(s) for s in os.environ.get("FLASHBACK_SCHEMATHESIS_SEEDS", "20261124,7").split(",")]
 MAX_EXAMPLES = int(os.environ.get("FLASHBACK_SCHEMATHESIS_MAX_EXAMPLES", "40"))
-CONFORMANCE_TOML = (
-    spec_path().parent / "src" / "flashback_contract" / "conformance.toml"
-    if (spec_path().parent / "src").is_dir()
-    else spec_path().parent / "conformance.toml"
-)
 
 
 @dataclass
@@ -79,7 +74,7 @@ def conformance_config(
             f"{name}.enabled = {'true' if name in phases else 'false'}\n"
             for name in ("examples", "coverage", "fuzzing", "stateful")
         )
-    return text + CONFORMANCE_TOML.read_text("utf-8")
+    return text + conformance_settings()
 
 
 def run_schemathesis(

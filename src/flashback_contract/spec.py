@@ -46,3 +46,8 @@ def allowed_methods(path: str) -> tuple[str, ...]:
         if pattern.match(path):
             return methods
     return ()
+
+
+def conformance_settings() -> str:
+    """Schemathesis settings the contract implies (``conformance.toml``, shipped in the package)."""
+    return resources.files("flashback_contract").joinpath("conformance.toml").read_text("utf-8")
