@@ -15,9 +15,11 @@ from flashback_contract.domain import (
     AiType,
     EventContext,
     EventType,
+    Node,
     NodeKey,
     Organization,
     OrganizationKey,
+    Provider,
     RepoAiApiKey,
     Repository,
     Role,
@@ -211,3 +213,56 @@ def test_concurrent_generates_never_exceed_the_quota(kind: str, tmp_path: Path) 
         assert sorted(statuses) == [200, 200, 400, 400, 400, 400]
         with store.transaction() as uow:
             assert uow.count_org_keys("org-acme") == 5
+
+
+def a_node(ip: str, key_id: str, org_id: str = "org-a", version: str = "1") -> Node:
+    return Node(
+        ip=ip,
+        org_id=org_id,
+        key_id=key_id,
+        provider=Provider.AZURE,
+        region="r",
+        version=version,
+        status="online",
+        updated_at=T0,
+        services=6,
+    )
+
+
+def test_saving_a_node_makes_its_key_its_only_node_key(populated: Store) -> None:
+    with populated.transaction() as uow:
+        uow.save_node(a_node("10.0.0.0", "k1"))
+    with populated.transaction() as uow:
+        assert uow.node("10.0.0.0") == a_node("10.0.0.0", "k1")
+        by_key = {k.id: [nk.node_id for nk in k.node_keys] for k in uow.org_keys("org-a")}
+        assert by_key == {"k2": ["10.0.0.2"], "k1": ["10.0.0.0", "10.0.0.1"], "k0": []}
+        uow.save_node(a_node("10.0.0.0", "k1", version="2"))
+    with populated.transaction() as uow:
+        node = uow.node("10.0.0.0")
+        assert node is not None and node.version == "2"
+
+
+def test_deleting_a_node_removes_its_node_keys(populated: Store) -> None:
+    with populated.transaction() as uow:
+        uow.save_node(a_node("10.0.0.1", "k1"))
+        uow.delete_node("10.0.0.1")
+        uow.delete_node("10.255.255.255")  # unknown: nothing to do
+    with populated.transaction() as uow:
+        assert uow.node("10.0.0.1") is None
+        assert [k.node_keys for k in uow.org_keys("org-a")][1] == ()
+
+
+def test_verification_keys_of_one_organization_or_all(populated: Store) -> None:
+    with populated.transaction() as uow:
+        assert {k.id for k in uow.verification_keys("org-a")} == {"k0", "k1", "k2"}
+        assert {k.id for k in uow.verification_keys(None)} == {"k0", "k1", "k2", "kb"}
+        assert uow.verification_keys("org-none") == []
+
+
+def test_a_signature_is_remembered_once(populated: Store) -> None:
+    with populated.transaction() as uow:
+        assert uow.remember_signature("ab" * 32, T0)
+        assert not uow.remember_signature("ab" * 32, T0)
+    with populated.transaction() as uow:
+        assert not uow.remember_signature("ab" * 32, T0 + timedelta(days=1))
+        assert uow.remember_signature("cd" * 32, T0)

@@ -45,6 +45,32 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _node_sign(args: argparse.Namespace) -> int:
+    import json
+
+    from flashback_contract.domain import iso, utcnow
+    from flashback_contract.signing import signed
+
+    body: dict[str, object] = {
+        "ip": args.ip,
+        "timestamp": args.timestamp or iso(utcnow()),
+    }
+    if not args.unregister:
+        body.update(
+            provider=args.provider, region=args.region, version=args.version, status=args.status
+        )
+        if args.services is not None:
+            body["nodeServices"] = args.services
+    if args.org:
+        body["id_org"] = args.org
+    try:
+        print(json.dumps(signed(body, args.key.read_bytes()), indent=2))
+    except (OSError, ValueError, TypeError) as exc:
+        print(f"flashback-contract: cannot sign with {args.key}: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flashback-contract",
@@ -65,6 +91,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(func=_serve)
+
+    node_sign = commands.add_parser(
+        "node-sign",
+        help="print a signed POST /register (or /unregister) body for a bridge node",
+        description="Sign a node registration body with an organization private key (PEM).",
+    )
+    node_sign.add_argument("--key", type=Path, required=True, help="organization private key")
+    node_sign.add_argument("--ip", required=True, help="the node's IP (its id)")
+    node_sign.add_argument("--org", help="id_org: the organization whose key signs")
+    node_sign.add_argument("--provider", default="S3", choices=["S3", "GCS", "AZURE"])
+    node_sign.add_argument("--region", default="us-east-1")
+    node_sign.add_argument("--version", default="1.0.0")
+    node_sign.add_argument("--status", default="online")
+    node_sign.add_argument("--services", type=int, help="nodeServices bit field")
+    node_sign.add_argument("--timestamp", help="RFC 3339 date-time (default: now)")
+    node_sign.add_argument(
+        "--unregister", action="store_true", help="sign a POST /unregister body instead"
+    )
+    node_sign.set_defaults(func=_node_sign)
     return parser
 
 

@@ -87,6 +87,29 @@ class OrganizationKey:
     node_keys: tuple[NodeKey, ...] = ()
 
 
+class Provider(enum.StrEnum):
+    """Storage providers a bridge node can front."""
+
+    S3 = "S3"
+    GCS = "GCS"
+    AZURE = "AZURE"
+
+
+@dataclass(frozen=True)
+class Node:
+    """A bridge node, identified by its IP, registered with one organization key."""
+
+    ip: str
+    org_id: str
+    key_id: str
+    provider: Provider
+    region: str
+    version: str
+    status: str
+    updated_at: datetime
+    services: int | None = None
+
+
 @dataclass(frozen=True)
 class RepoAiApiKey:
     id: str

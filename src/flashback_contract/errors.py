@@ -23,20 +23,27 @@ INTERNAL_SERVER_ERROR = "Internal server error"
 
 
 class ApiError(Exception):
-    """A documented error: its status and the message the body carries."""
+    """A documented error: its status and the message the body carries.
 
-    def __init__(self, status: int, message: str) -> None:
+    Node operations also document a machine-readable ``errorCode``.
+    """
+
+    def __init__(self, status: int, message: str, error_code: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.error_code = error_code
 
 
-def envelope(message: str) -> dict[str, Any]:
-    return {"success": False, "message": message}
+def envelope(message: str, error_code: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"success": False, "message": message}
+    if error_code is not None:
+        body.update(errorCode=error_code, errorMessage=message)
+    return body
 
 
-def _body(message: str) -> bytes:
-    return json.dumps(envelope(message)).encode("utf-8")
+def _body(message: str, error_code: str | None = None) -> bytes:
+    return json.dumps(envelope(message, error_code)).encode("utf-8")
 
 
 def _reason(status: int) -> str:
@@ -95,8 +102,15 @@ def _on_unexpected(_request: ConnexionRequest, exc: Exception) -> ConnexionRespo
     return _middleware_response(500, INTERNAL_SERVER_ERROR)
 
 
-def _flask_response(status: int, message: str, headers: dict[str, str] | None = None) -> Any:
-    response = flask.Response(_body(message), status=status, mimetype="application/json")
+def _flask_response(
+    status: int,
+    message: str,
+    headers: dict[str, str] | None = None,
+    error_code: str | None = None,
+) -> Any:
+    response = flask.Response(
+        _body(message, error_code), status=status, mimetype="application/json"
+    )
     response.headers.update(headers or {})
     return response
 
@@ -121,7 +135,7 @@ def install_error_handlers(app: FlaskApp) -> None:
 
     @flask_app.errorhandler(ApiError)
     def _api_error(exc: ApiError) -> Any:
-        return _flask_response(exc.status, exc.message)
+        return _flask_response(exc.status, exc.message, error_code=exc.error_code)
 
     @flask_app.errorhandler(MethodNotAllowed)
     def _method_not_allowed(exc: MethodNotAllowed) -> Any:

@@ -12,9 +12,11 @@ import yaml
 from flashback_contract.crypto import SecretBox, new_ai_api_secret
 from flashback_contract.domain import (
     AiType,
+    Node,
     NodeKey,
     Organization,
     OrganizationKey,
+    Provider,
     RepoAiApiKey,
     Repository,
     Role,
@@ -77,6 +79,20 @@ def load_seed(uow: UnitOfWork, data: dict[str, Any], secret_box: SecretBox) -> N
                     node_keys=tuple(NodeKey(key["id"], str(node)) for node in key.get("nodes", [])),
                 )
             )
+            for ip in key.get("nodes", []):
+                # Seeded nodes registered with this key; details are placeholders.
+                uow.save_node(
+                    Node(
+                        ip=str(ip),
+                        org_id=key["org"],
+                        key_id=key["id"],
+                        provider=Provider.S3,
+                        region="us-east-1",
+                        version="1.0.0",
+                        status="online",
+                        updated_at=_when(key["createdAt"]),
+                    )
+                )
         for ai in sorted(data.get("aiApiKeys", []), key=lambda k: _when(k["createdAt"])):
             deleted_at = ai.get("deletedAt")
             uow.add_ai_key(

@@ -29,19 +29,25 @@ class Services:
     def record_event(
         self,
         uow: UnitOfWork,
-        principal: Principal,
+        actor: Principal | None,
         context: EventContext,
         event: EventType,
         context_id: str,
         details: dict[str, Any] | None = None,
+        org_id: str | None = None,
     ) -> int:
-        """Record a system event in the caller's transaction."""
+        """Record a system event in the caller's transaction.
+
+        ``actor`` is the calling user; signed node requests have none and name ``org_id``.
+        """
+        owner = org_id if actor is None else actor.org_id
+        assert owner is not None
         return uow.add_event(
             SystemEvent(
                 context=context,
                 event=event,
-                org_id=principal.org_id,
-                user_id=principal.user_id,
+                org_id=owner,
+                user_id=None if actor is None else actor.user_id,
                 context_id=context_id,
                 timestamp=self.clock(),
                 json_data=None if details is None else json.dumps(details, sort_keys=True),

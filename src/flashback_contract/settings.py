@@ -18,6 +18,8 @@ class Settings:
     # Fernet key for AI API key secrets; None generates a development key.
     encryption_key: str | None = None
     validate_responses: bool = False
+    # How far a signed node request's timestamp may be from the server clock.
+    node_clock_skew_seconds: int = 300
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -27,6 +29,8 @@ class Settings:
             values["store_url"] = os.environ["FLASHBACK_STORE"]
         if "ORGKEYS_MAX" in os.environ:
             values["orgkeys_max"] = int(os.environ["ORGKEYS_MAX"])
+        if "FLASHBACK_NODE_CLOCK_SKEW" in os.environ:
+            values["node_clock_skew_seconds"] = int(os.environ["FLASHBACK_NODE_CLOCK_SKEW"])
         if os.environ.get("FLASHBACK_ENCRYPTION_KEY"):
             values["encryption_key"] = os.environ["FLASHBACK_ENCRYPTION_KEY"]
         values.update({k: v for k, v in overrides.items() if v is not None})

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Protocol
 
 from flashback_contract.domain import (
+    Node,
     NodeKey,
     Organization,
     OrganizationKey,
@@ -39,7 +40,7 @@ class UnitOfWork(Protocol):
 
     # -- organization keys --------------------------------------------------
     def org_keys(self, org_id: str) -> list[OrganizationKey]:
-        """The organization's keys with their node keys, newest first."""
+        """The organization's keys, newest first, with their node keys ordered by node id."""
         ...
 
     def count_org_keys(self, org_id: str) -> int: ...
@@ -51,6 +52,24 @@ class UnitOfWork(Protocol):
 
     def delete_org_key(self, org_id: str, key_id: str) -> bool:
         """Delete one key of the organization and its node keys; False if there is none."""
+        ...
+
+    def verification_keys(self, org_id: str | None) -> list[OrganizationKey]:
+        """Keys a node signature may be checked against: one organization's, or every one's."""
+        ...
+
+    # -- bridge nodes ------------------------------------------------------------
+    def node(self, ip: str) -> Node | None: ...
+    def save_node(self, node: Node) -> None:
+        """Insert or refresh a node; its node key becomes (node.key_id, node.ip) alone."""
+        ...
+
+    def delete_node(self, ip: str) -> None:
+        """Remove the node and every node key that names it."""
+        ...
+
+    def remember_signature(self, digest: str, accepted_at: datetime) -> bool:
+        """Record an accepted signature; False when it was accepted before (a replay)."""
         ...
 
     # -- repository AI API keys --------------------------------------------

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from flashback_contract.domain import (
+    Node,
     NodeKey,
     Organization,
     OrganizationKey,
@@ -29,6 +30,8 @@ class _State:
     # Insertion order is creation order; lists are read newest first.
     org_keys: dict[str, OrganizationKey] = field(default_factory=dict)
     node_keys: list[NodeKey] = field(default_factory=list)
+    nodes: dict[str, Node] = field(default_factory=dict)
+    signatures: dict[str, datetime] = field(default_factory=dict)
     ai_keys: dict[str, RepoAiApiKey] = field(default_factory=dict)
     events: list[SystemEvent] = field(default_factory=list)
 
@@ -71,7 +74,15 @@ class MemoryUnitOfWork:
     def org_keys(self, org_id: str) -> list[OrganizationKey]:
         keys = [k for k in reversed(self._s.org_keys.values()) if k.org_id == org_id]
         return [
-            replace(k, node_keys=tuple(nk for nk in self._s.node_keys if nk.key_id == k.id))
+            replace(
+                k,
+                node_keys=tuple(
+                    sorted(
+                        (nk for nk in self._s.node_keys if nk.key_id == k.id),
+                        key=lambda nk: nk.node_id,
+                    )
+                ),
+            )
             for k in keys
         ]
 
@@ -103,6 +114,27 @@ class MemoryUnitOfWork:
         for key_id in key_ids:
             del self._s.org_keys[key_id]
         self._s.node_keys = [nk for nk in self._s.node_keys if nk.key_id not in key_ids]
+
+    def verification_keys(self, org_id: str | None) -> list[OrganizationKey]:
+        return [k for k in self._s.org_keys.values() if org_id is None or k.org_id == org_id]
+
+    def node(self, ip: str) -> Node | None:
+        return self._s.nodes.get(ip)
+
+    def save_node(self, node: Node) -> None:
+        self._s.nodes[node.ip] = node
+        self._s.node_keys = [nk for nk in self._s.node_keys if nk.node_id != node.ip]
+        self.add_node_key(NodeKey(node.key_id, node.ip))
+
+    def delete_node(self, ip: str) -> None:
+        self._s.nodes.pop(ip, None)
+        self._s.node_keys = [nk for nk in self._s.node_keys if nk.node_id != ip]
+
+    def remember_signature(self, digest: str, accepted_at: datetime) -> bool:
+        if digest in self._s.signatures:
+            return False
+        self._s.signatures[digest] = accepted_at
+        return True
 
     def ai_keys(self, repo_id: str) -> list[RepoAiApiKey]:
         return [

@@ -8,15 +8,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
 from flashback_contract.domain import (
     AiType,
     EventContext,
     EventType,
+    Node,
     NodeKey,
     Organization,
     OrganizationKey,
+    Provider,
     RepoAiApiKey,
     Repository,
     Role,
@@ -82,6 +86,25 @@ node_keys = sa.Table(
         primary_key=True,
     ),
     sa.Column("node_id", sa.String(128), primary_key=True),
+)
+nodes = sa.Table(
+    "nodes",
+    metadata,
+    sa.Column("ip", sa.String(64), primary_key=True),
+    sa.Column("org_id", sa.String(128), nullable=False),
+    sa.Column("key_id", sa.String(128), nullable=False),
+    sa.Column("provider", sa.String(16), nullable=False),
+    sa.Column("region", sa.String(128), nullable=False),
+    sa.Column("version", sa.String(128), nullable=False),
+    sa.Column("status", sa.String(128), nullable=False),
+    sa.Column("services", sa.BigInteger),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+node_signatures = sa.Table(
+    "node_signatures",
+    metadata,
+    sa.Column("digest", sa.String(64), primary_key=True),
+    sa.Column("accepted_at", UtcDateTime, nullable=False),
 )
 repo_ai_api_keys = sa.Table(
     "repo_ai_api_keys",
@@ -263,6 +286,62 @@ class SqlUnitOfWork:
         self._c.execute(node_keys.delete().where(node_keys.c.key_id == key_id))
         self._c.execute(organization_keys.delete().where(owned))
         return True
+
+    def verification_keys(self, org_id: str | None) -> list[OrganizationKey]:
+        query = organization_keys.select().order_by(organization_keys.c.seq)
+        if org_id is not None:
+            query = query.where(organization_keys.c.org_id == org_id)
+        return [
+            OrganizationKey(row.id, row.org_id, row.public_key, row.created_at)
+            for row in self._c.execute(query)
+        ]
+
+    def node(self, ip: str) -> Node | None:
+        row = self._c.execute(nodes.select().where(nodes.c.ip == ip)).first()
+        if row is None:
+            return None
+        return Node(
+            ip=row.ip,
+            org_id=row.org_id,
+            key_id=row.key_id,
+            provider=Provider(row.provider),
+            region=row.region,
+            version=row.version,
+            status=row.status,
+            updated_at=row.updated_at,
+            services=row.services,
+        )
+
+    def save_node(self, node: Node) -> None:
+        values = {
+            "org_id": node.org_id,
+            "key_id": node.key_id,
+            "provider": node.provider.value,
+            "region": node.region,
+            "version": node.version,
+            "status": node.status,
+            "services": node.services,
+            "updated_at": node.updated_at,
+        }
+        self._c.execute(nodes.delete().where(nodes.c.ip == node.ip))
+        self._c.execute(nodes.insert().values(ip=node.ip, **values))
+        self._c.execute(node_keys.delete().where(node_keys.c.node_id == node.ip))
+        self.add_node_key(NodeKey(node.key_id, node.ip))
+
+    def delete_node(self, ip: str) -> None:
+        self._c.execute(node_keys.delete().where(node_keys.c.node_id == ip))
+        self._c.execute(nodes.delete().where(nodes.c.ip == ip))
+
+    def remember_signature(self, digest: str, accepted_at: datetime) -> bool:
+        # ON CONFLICT DO NOTHING: two concurrent replays cannot both insert, nor fail with 500.
+        dialect_insert = pg_insert if self._c.dialect.name == "postgresql" else sqlite_insert
+        inserted = self._c.execute(
+            dialect_insert(node_signatures)
+            .values(digest=digest, accepted_at=accepted_at)
+            .on_conflict_do_nothing()
+            .returning(node_signatures.c.digest)
+        ).first()
+        return inserted is not None
 
     def ai_keys(self, repo_id: str) -> list[RepoAiApiKey]:
         rows = self._c.execute(
