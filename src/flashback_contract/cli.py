@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -71,6 +72,27 @@ def _node_sign(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check(args: argparse.Namespace) -> int:
+    from flashback_contract.check import CheckOptions, check
+
+    options = CheckOptions(
+        base_url=args.base_url.rstrip("/"),
+        spec=args.spec,
+        token=args.token or os.environ.get("FLASHBACK_TOKEN") or None,
+        org=args.org,
+        repo=args.repo,
+        include=args.include,
+        exclude=args.exclude,
+        allow_destructive=args.allow_destructive,
+        seed=args.seed,
+        junit=args.junit,
+        max_examples=args.max_examples,
+        workers=args.workers,
+        request_timeout=args.request_timeout,
+    )
+    return check(options)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flashback-contract",
@@ -110,12 +132,46 @@ def build_parser() -> argparse.ArgumentParser:
         "--unregister", action="store_true", help="sign a POST /unregister body instead"
     )
     node_sign.set_defaults(func=_node_sign)
+
+    check = commands.add_parser(
+        "check",
+        help="check a running server against the contract (schemathesis)",
+        description=(
+            "Fuzz every operation of the contract against BASE_URL with schemathesis (examples, "
+            "coverage, fuzzing, stateful chains; every default check). Read-only unless "
+            "--allow-destructive. Exit status: 0 passed, 1 failed checks, 2 usage, "
+            "3 could not run."
+        ),
+    )
+    check.add_argument("--base-url", required=True, help="the server to check")
+    check.add_argument("--spec", help="contract path or URL (default: the bundled openapi.yaml)")
+    check.add_argument("--token", help="Bearer token (default: $FLASHBACK_TOKEN)")
+    check.add_argument("--org", help="pin idOrg to this (sandbox) organization")
+    check.add_argument("--repo", help="pin repoId to this (sandbox) repository")
+    check.add_argument(
+        "--include", action="append", default=[], metavar="OPERATION_ID", help="repeatable"
+    )
+    check.add_argument(
+        "--exclude", action="append", default=[], metavar="OPERATION_ID", help="repeatable"
+    )
+    check.add_argument(
+        "--allow-destructive",
+        action="store_true",
+        help="also send DELETE, POST and PUT (needs --org and --repo off loopback)",
+    )
+    check.add_argument("--seed", type=int, help="repeat a run")
+    check.add_argument("--junit", type=Path, help="write a JUnit XML report here")
+    check.add_argument("--max-examples", type=int, default=20)
+    check.add_argument("--workers", type=int, default=1)
+    check.add_argument("--request-timeout", type=float, default=10.0, metavar="SECONDS")
+    check.set_defaults(func=_check)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     result: int = args.func(args)
     return result
 
