@@ -6,15 +6,16 @@ import logging
 
 from connexion import FlaskApp
 
-from flashback_contract.auth import Authenticator, bearer_security_handler
+from flashback_contract.auth import Authenticator, bearer_security_handler, control_info
 from flashback_contract.crypto import SecretBox
 from flashback_contract.domain import utcnow
 from flashback_contract.errors import install_error_handlers
 from flashback_contract.seed import seed_if_empty
 from flashback_contract.services import EXTENSION_KEY, Services
 from flashback_contract.settings import Settings
-from flashback_contract.spec import spec_path
+from flashback_contract.spec import control_spec_path, spec_path
 from flashback_contract.store import Store, open_store
+from flashback_contract.tokens import jwt_secret
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +28,18 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     if seed_if_empty(store, settings.seed_file, secret_box):
         log.info("seeded %s from %s", store.url, settings.seed_file or "the demo fixture")
 
-    authenticator = Authenticator(store)
+    authenticator = Authenticator(store, jwt_secret(store, settings.jwt_secret))
     app = FlaskApp(
         __name__,
-        security_map={"bearer": bearer_security_handler(authenticator.bearer_info)},
+        security_map={
+            "bearer": bearer_security_handler(
+                authenticator.bearer_info, control_info(settings.control_token)
+            )
+        },
+    )
+    # Before the contract: an API at base path "" would match /__mock/ paths too.
+    app.add_api(
+        control_spec_path(), base_path="/__mock", validate_responses=settings.validate_responses
     )
     app.add_api(spec_path(), validate_responses=settings.validate_responses)
     app.app.extensions[EXTENSION_KEY] = Services(

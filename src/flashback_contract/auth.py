@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from connexion.security import BearerSecurityHandler
 
+from flashback_contract import tokens
 from flashback_contract.domain import Role
 from flashback_contract.store import Store
 
@@ -22,14 +24,19 @@ class Principal:
 
 
 class Authenticator:
-    """Resolves a Bearer token against the store's users."""
+    """Resolves a Bearer token: a JWT signed with the server's secret, or a static token."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, jwt_secret: str) -> None:
         self._store = store
+        self._jwt_secret = jwt_secret
 
     def principal_for(self, token: str) -> Principal | None:
         with self._store.transaction() as uow:
-            user = uow.user_by_token(token)
+            if tokens.looks_like_jwt(token):
+                user_id = tokens.user_of(self._jwt_secret, token)
+                user = None if user_id is None else uow.user(user_id)
+            else:
+                user = uow.user_by_token(token)
         if user is None:
             return None
         return Principal(user_id=user.id, org_id=user.org_id, role=user.role)
@@ -42,12 +49,32 @@ class Authenticator:
         return {"sub": principal.user_id, "principal": principal}
 
 
-def bearer_security_handler(bearer_info: Callable[[str], dict[str, Any] | None]) -> type:
-    """A connexion security handler bound to this app's token resolver (its ``security_map``)."""
+CONTROL_SUBJECT = "mock-control"
+
+
+def control_info(control_token: str | None) -> Callable[[str], dict[str, Any] | None]:
+    """Token check of the mock control API: its own token, never a user's."""
+
+    def check(token: str) -> dict[str, Any] | None:
+        if control_token and hmac.compare_digest(token.encode(), control_token.encode()):
+            return {"sub": CONTROL_SUBJECT}
+        return None
+
+    return check
+
+
+def bearer_security_handler(
+    bearer_info: Callable[[str], dict[str, Any] | None],
+    control: Callable[[str], dict[str, Any] | None],
+) -> type:
+    """A connexion security handler bound to this app's token checks (its ``security_map``).
+
+    Schemes marked ``x-flashback-control`` (mock-control.yaml) take the control token.
+    """
 
     class AppBearerSecurityHandler(BearerSecurityHandler):  # type: ignore[misc]
         def _resolve_func(self, security_scheme: dict[str, Any]) -> Callable[..., Any]:
-            return bearer_info
+            return control if security_scheme.get("x-flashback-control") else bearer_info
 
     return AppBearerSecurityHandler
 

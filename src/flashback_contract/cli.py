@@ -93,6 +93,34 @@ def _check(args: argparse.Namespace) -> int:
     return check(options)
 
 
+def _token(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from flashback_contract import tokens
+    from flashback_contract.crypto import SecretBox
+    from flashback_contract.domain import utcnow
+    from flashback_contract.seed import SeedError, seed_if_empty
+    from flashback_contract.store import StoreUrlError, open_store
+
+    settings = Settings.from_env(store_url=args.store, seed_file=args.seed)
+    try:
+        store = open_store(settings.store_url)
+        # The same store `serve` would use, seeded the same way if it is new.
+        seed_if_empty(store, settings.seed_file, SecretBox(settings.encryption_key))
+    except (SeedError, StoreUrlError, OSError) as exc:
+        print(f"flashback-contract: {exc}", file=sys.stderr)
+        return 2
+    with store.transaction() as uow:
+        known = uow.user(args.user) is not None
+    if not known:
+        print(f"flashback-contract: no user {args.user!r} in {settings.store_url}", file=sys.stderr)
+        return 2
+    secret = tokens.jwt_secret(store, settings.jwt_secret)
+    print(tokens.issue(secret, args.user, timedelta(seconds=args.ttl), utcnow()))
+    store.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flashback-contract",
@@ -132,6 +160,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--unregister", action="store_true", help="sign a POST /unregister body instead"
     )
     node_sign.set_defaults(func=_node_sign)
+
+    token = commands.add_parser(
+        "token",
+        help="print a JWT access token for a user of the store",
+        description="Print an HS256 JWT the mock on the same store (or secret) accepts.",
+    )
+    token.add_argument("--user", required=True, help="user id, e.g. user-acme-admin")
+    token.add_argument("--ttl", type=int, default=3600, help="seconds (default 3600)")
+    token.add_argument("--store", default=None, help="the store `serve` uses")
+    token.add_argument("--seed", type=Path, default=None, help="seed file for a new store")
+    token.set_defaults(func=_token)
 
     check = commands.add_parser(
         "check",

@@ -40,3 +40,20 @@ def require_repository_access(uow: UnitOfWork, principal: Principal, repo_id: st
     if repository is None or repository.org_id != principal.org_id:
         raise ApiError(403, REPOSITORY_FORBIDDEN)
     return repository
+
+
+def visible_event_user(principal: Principal, requested_user: str | None) -> str | None:
+    """Whose events the caller may read, as a user filter (None: the whole organization).
+
+    OWNER and ADMINISTRATORS read every event of their organization (narrowed to
+    ``requested_user`` if asked); other roles read only their own, whatever they ask.
+    """
+    if principal.role in ORG_KEY_MANAGERS:
+        return requested_user
+    if requested_user not in (None, principal.user_id):
+        return NOBODY
+    return principal.user_id
+
+
+# A user id no event carries: asking for another user's events finds none.
+NOBODY = "\x00nobody"

@@ -12,6 +12,8 @@ import yaml
 from flashback_contract.crypto import SecretBox, new_ai_api_secret
 from flashback_contract.domain import (
     AiType,
+    EventContext,
+    EventType,
     Node,
     NodeKey,
     Organization,
@@ -20,9 +22,11 @@ from flashback_contract.domain import (
     RepoAiApiKey,
     Repository,
     Role,
+    SystemEvent,
     User,
 )
 from flashback_contract.store import Store, UnitOfWork
+from flashback_contract.store.base import Dataset
 
 
 class SeedError(ValueError):
@@ -108,8 +112,115 @@ def load_seed(uow: UnitOfWork, data: dict[str, Any], secret_box: SecretBox) -> N
                     deleted_at=None if deleted_at is None else _when(deleted_at),
                 )
             )
-    except (KeyError, ValueError, TypeError) as exc:
+        for node in data.get("nodes", []):
+            uow.save_node(
+                Node(
+                    ip=node["ip"],
+                    org_id=node["org"],
+                    key_id=node["key"],
+                    provider=Provider(node["provider"]),
+                    region=node["region"],
+                    version=node["version"],
+                    status=node["status"],
+                    services=node.get("services"),
+                    updated_at=_when(node["updatedAt"]),
+                )
+            )
+        for event in sorted(data.get("systemEvents", []), key=lambda e: _when(e["timestamp"])):
+            uow.add_event(
+                SystemEvent(
+                    context=EventContext[event["context"]],
+                    event=EventType[event["event"]],
+                    org_id=event["org"],
+                    user_id=event.get("user"),
+                    context_id=event["contextId"],
+                    timestamp=_when(event["timestamp"]),
+                    json_data=event.get("jsonData"),
+                    workspace_id=event.get("workspaceId"),
+                    show_unread=bool(event.get("showUnread", False)),
+                )
+            )
+    except (KeyError, ValueError, TypeError, AttributeError) as exc:
         raise SeedError(f"invalid seed: {exc!r}") from exc
+
+
+def dump_seed(data: Dataset) -> dict[str, Any]:
+    """All data as a seed document: what `GET /__mock/state` exports and `--seed` can load.
+
+    AI API key secrets (even encrypted), the JWT secret and replay records are left out; a
+    load gives the keys new random secrets nobody has seen, as the demo fixture does.
+    """
+    return {
+        "organizations": [{"id": o.id, "name": o.name} for o in data.organizations],
+        "users": [
+            {
+                "id": u.id,
+                "org": u.org_id,
+                "role": u.role.name,
+                "token": token,
+                "name": u.name,
+                "email": u.email,
+            }
+            for u, token in data.users
+        ],
+        "repositories": [{"id": r.id, "org": r.org_id, "name": r.name} for r in data.repositories],
+        "organizationKeys": [
+            {
+                "id": k.id,
+                "org": k.org_id,
+                "createdAt": k.created_at.isoformat(),
+                "publicKey": k.public_key,
+                "nodes": [nk.node_id for nk in k.node_keys],
+            }
+            for k in data.org_keys
+        ],
+        "nodes": [
+            {
+                "ip": n.ip,
+                "org": n.org_id,
+                "key": n.key_id,
+                "provider": n.provider.value,
+                "region": n.region,
+                "version": n.version,
+                "status": n.status,
+                "services": n.services,
+                "updatedAt": n.updated_at.isoformat(),
+            }
+            for n in data.nodes
+        ],
+        "aiApiKeys": [
+            {
+                "id": k.id,
+                "repo": k.repo_id,
+                "name": k.name,
+                "aiType": k.ai_type.value,
+                "key": k.key,
+                "createdAt": k.created_at.isoformat(),
+                "deletedAt": None if k.deleted_at is None else k.deleted_at.isoformat(),
+            }
+            for k in data.ai_keys
+        ],
+        "systemEvents": [
+            {
+                "timestamp": e.timestamp.isoformat(),
+                "context": e.context.name,
+                "event": e.event.name,
+                "org": e.org_id,
+                "user": e.user_id,
+                "contextId": e.context_id,
+                "jsonData": e.json_data,
+                "workspaceId": e.workspace_id,
+                "showUnread": e.show_unread,
+            }
+            for e in data.events
+        ],
+    }
+
+
+def replace_state(uow: UnitOfWork, data: dict[str, Any], secret_box: SecretBox) -> None:
+    """Make a seed document the whole state, in the caller's transaction."""
+    uow.clear()
+    load_seed(uow, data, secret_box)
 
 
 def seed_if_empty(store: Store, seed_file: Path | None, secret_box: SecretBox) -> bool:

@@ -18,6 +18,10 @@ class Settings:
     # Fernet key for AI API key secrets; None generates a development key.
     encryption_key: str | None = None
     validate_responses: bool = False
+    # HS256 secret for JWT access tokens; None keeps a generated one with the store.
+    jwt_secret: str | None = None
+    # Bearer token for /__mock/; None opens it to loopback clients only.
+    control_token: str | None = None
     # How far a signed node request's timestamp may be from the server clock.
     node_clock_skew_seconds: int = 300
 
@@ -31,6 +35,10 @@ class Settings:
             values["orgkeys_max"] = int(os.environ["ORGKEYS_MAX"])
         if "FLASHBACK_NODE_CLOCK_SKEW" in os.environ:
             values["node_clock_skew_seconds"] = int(os.environ["FLASHBACK_NODE_CLOCK_SKEW"])
+        if os.environ.get("FLASHBACK_JWT_SECRET"):
+            values["jwt_secret"] = os.environ["FLASHBACK_JWT_SECRET"]
+        if os.environ.get("FLASHBACK_CONTROL_TOKEN"):
+            values["control_token"] = os.environ["FLASHBACK_CONTROL_TOKEN"]
         if os.environ.get("FLASHBACK_ENCRYPTION_KEY"):
             values["encryption_key"] = os.environ["FLASHBACK_ENCRYPTION_KEY"]
         values.update({k: v for k, v in overrides.items() if v is not None})

@@ -19,6 +19,11 @@ def spec_path() -> Path:
     return Path(__file__).resolve().parents[2] / "openapi.yaml"
 
 
+def control_spec_path() -> Path:
+    """Path of ``mock-control.yaml``, the mock's own control API (always in the package)."""
+    return Path(str(resources.files("flashback_contract").joinpath("mock-control.yaml")))
+
+
 @cache
 def load_spec() -> dict[str, Any]:
     """The contract as a mapping (read once)."""

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flashback_contract.store.base import Store, UnitOfWork
+from flashback_contract.store.base import EventQuery, Store, UnitOfWork
 from flashback_contract.store.memory import MemoryStore
 
 DEFAULT_STORE_URL = "sqlite:///flashback-contract.sqlite3"
 
-__all__ = ["DEFAULT_STORE_URL", "MemoryStore", "Store", "UnitOfWork", "open_store"]
+__all__ = ["DEFAULT_STORE_URL", "EventQuery", "MemoryStore", "Store", "UnitOfWork", "open_store"]
 
 
 class StoreUrlError(ValueError):

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
 from flashback_contract.domain import (
+    EventContext,
+    EventType,
     Node,
     NodeKey,
     Organization,
@@ -61,7 +64,10 @@ class UnitOfWork(Protocol):
     # -- bridge nodes ------------------------------------------------------------
     def node(self, ip: str) -> Node | None: ...
     def save_node(self, node: Node) -> None:
-        """Insert or refresh a node; its node key becomes (node.key_id, node.ip) alone."""
+        """Insert or refresh a node; its node key becomes (node.key_id, node.ip) alone.
+
+        A node whose key no longer exists (an imported state, say) gets no node key.
+        """
         ...
 
     def delete_node(self, ip: str) -> None:
@@ -94,9 +100,72 @@ class UnitOfWork(Protocol):
         """Every recorded event, newest first."""
         ...
 
+    def query_events(self, query: EventQuery) -> tuple[list[SystemEvent], int]:
+        """One page of the events matching ``query``, newest first, and how many match."""
+        ...
+
+    # -- the mock's own state ------------------------------------------------------
+    def setting(self, name: str) -> str | None:
+        """A value the mock keeps with its data (a generated JWT secret, say)."""
+        ...
+
+    def put_setting_if_absent(self, name: str, value: str) -> str:
+        """Store ``value`` unless the setting exists; return the value in force."""
+        ...
+
+    def everything(self) -> Dataset:
+        """All Flashback data, for export."""
+        ...
+
+    def clear(self) -> None:
+        """Remove all Flashback data (not the mock's settings): the state before seeding."""
+        ...
+
     def is_empty(self) -> bool:
         """True when the store holds no organization (nothing was ever seeded)."""
         ...
+
+
+@dataclass(frozen=True)
+class EventQuery:
+    """Which events to read: one organization, a time window, optional filters, a page."""
+
+    org_id: str
+    since: datetime
+    until: datetime
+    user_id: str | None = None
+    context: EventContext | None = None
+    event: EventType | None = None
+    context_id: str | None = None
+    workspace_id: str | None = None
+    show_unread: bool | None = None
+    skip: int = 0
+    take: int = 20
+
+    def matches(self, e: SystemEvent) -> bool:
+        return (
+            e.org_id == self.org_id
+            and self.since <= e.timestamp <= self.until
+            and (self.user_id is None or e.user_id == self.user_id)
+            and (self.context is None or e.context == self.context)
+            and (self.event is None or e.event == self.event)
+            and (self.context_id is None or e.context_id == self.context_id)
+            and (self.workspace_id is None or e.workspace_id == self.workspace_id)
+            and (self.show_unread is None or e.show_unread == self.show_unread)
+        )
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """All Flashback data a store holds, oldest first (the mock's settings aside)."""
+
+    organizations: list[Organization]
+    users: list[tuple[User, str | None]]
+    repositories: list[Repository]
+    org_keys: list[OrganizationKey]
+    nodes: list[Node]
+    ai_keys: list[RepoAiApiKey]
+    events: list[SystemEvent]
 
 
 class Store(Protocol):

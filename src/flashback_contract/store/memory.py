@@ -19,6 +19,7 @@ from flashback_contract.domain import (
     SystemEvent,
     User,
 )
+from flashback_contract.store.base import Dataset, EventQuery
 
 
 @dataclass
@@ -34,6 +35,7 @@ class _State:
     signatures: dict[str, datetime] = field(default_factory=dict)
     ai_keys: dict[str, RepoAiApiKey] = field(default_factory=dict)
     events: list[SystemEvent] = field(default_factory=list)
+    settings: dict[str, str] = field(default_factory=dict)
 
     def snapshot(self) -> _State:
         # Domain objects are frozen, so copying the containers is a full snapshot.
@@ -124,7 +126,8 @@ class MemoryUnitOfWork:
     def save_node(self, node: Node) -> None:
         self._s.nodes[node.ip] = node
         self._s.node_keys = [nk for nk in self._s.node_keys if nk.node_id != node.ip]
-        self.add_node_key(NodeKey(node.key_id, node.ip))
+        if node.key_id in self._s.org_keys:
+            self.add_node_key(NodeKey(node.key_id, node.ip))
 
     def delete_node(self, ip: str) -> None:
         self._s.nodes.pop(ip, None)
@@ -162,6 +165,34 @@ class MemoryUnitOfWork:
 
     def events(self) -> list[SystemEvent]:
         return list(reversed(self._s.events))
+
+    def query_events(self, query: EventQuery) -> tuple[list[SystemEvent], int]:
+        matching = [e for e in reversed(self._s.events) if query.matches(e)]
+        return matching[query.skip : query.skip + query.take], len(matching)
+
+    def setting(self, name: str) -> str | None:
+        return self._s.settings.get(name)
+
+    def put_setting_if_absent(self, name: str, value: str) -> str:
+        return self._s.settings.setdefault(name, value)
+
+    def everything(self) -> Dataset:
+        tokens = {user_id: token for token, user_id in self._s.tokens.items()}
+        return Dataset(
+            organizations=list(self._s.organizations.values()),
+            users=[(u, tokens.get(u.id)) for u in self._s.users.values()],
+            repositories=list(self._s.repositories.values()),
+            org_keys=[k for org in self._s.organizations for k in reversed(self.org_keys(org))],
+            nodes=list(self._s.nodes.values()),
+            ai_keys=list(self._s.ai_keys.values()),
+            events=list(self._s.events),
+        )
+
+    def clear(self) -> None:
+        settings = self._s.settings
+        for name, value in vars(_State()).items():
+            setattr(self._s, name, value)
+        self._s.settings = settings
 
     def is_empty(self) -> bool:
         return not self._s.organizations

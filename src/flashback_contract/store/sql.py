@@ -27,6 +27,7 @@ from flashback_contract.domain import (
     SystemEvent,
     User,
 )
+from flashback_contract.store.base import Dataset, EventQuery
 
 
 class UtcDateTime(sa.types.TypeDecorator[datetime]):
@@ -36,7 +37,8 @@ class UtcDateTime(sa.types.TypeDecorator[datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: Any) -> str | None:
-        return None if value is None else value.astimezone(UTC).isoformat()
+        # Fixed width, so text order is time order (event window queries compare text).
+        return None if value is None else value.astimezone(UTC).isoformat(timespec="microseconds")
 
     def process_result_value(self, value: str | None, dialect: Any) -> datetime | None:
         return None if value is None else datetime.fromisoformat(value)
@@ -132,6 +134,27 @@ system_events = sa.Table(
     sa.Column("json_data", sa.Text),
     sa.Column("workspace_id", sa.String(128)),
     sa.Column("show_unread", sa.Boolean, nullable=False, default=False),
+)
+
+
+mock_settings = sa.Table(
+    "mock_settings",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+# Flashback data, children before parents: the order clear() deletes in.
+DATA_TABLES = (
+    system_events,
+    node_signatures,
+    node_keys,
+    nodes,
+    organization_keys,
+    repo_ai_api_keys,
+    repositories,
+    users,
+    organizations,
 )
 
 
@@ -326,7 +349,11 @@ class SqlUnitOfWork:
         self._c.execute(nodes.delete().where(nodes.c.ip == node.ip))
         self._c.execute(nodes.insert().values(ip=node.ip, **values))
         self._c.execute(node_keys.delete().where(node_keys.c.node_id == node.ip))
-        self.add_node_key(NodeKey(node.key_id, node.ip))
+        key_exists = self._c.execute(
+            sa.select(organization_keys.c.id).where(organization_keys.c.id == node.key_id)
+        ).first()
+        if key_exists is not None:
+            self.add_node_key(NodeKey(node.key_id, node.ip))
 
     def delete_node(self, ip: str) -> None:
         self._c.execute(node_keys.delete().where(node_keys.c.node_id == ip))
@@ -404,6 +431,82 @@ class SqlUnitOfWork:
     def events(self) -> list[SystemEvent]:
         rows = self._c.execute(system_events.select().order_by(system_events.c.id.desc())).all()
         return [_event(row) for row in rows]
+
+    def query_events(self, query: EventQuery) -> tuple[list[SystemEvent], int]:
+        t = system_events
+        conditions = [t.c.org_id == query.org_id]
+        # Timestamps are stored as ISO text in UTC, which sorts like time.
+        conditions += [
+            t.c.timestamp >= query.since,
+            t.c.timestamp <= query.until,
+        ]
+        optional = {
+            t.c.user_id: query.user_id,
+            t.c.context: None if query.context is None else int(query.context),
+            t.c.event: None if query.event is None else int(query.event),
+            t.c.context_id: query.context_id,
+            t.c.workspace_id: query.workspace_id,
+            t.c.show_unread: query.show_unread,
+        }
+        conditions += [column == value for column, value in optional.items() if value is not None]
+        where = sa.and_(*conditions)
+        total = self._c.execute(sa.select(sa.func.count()).select_from(t).where(where)).scalar_one()
+        rows = self._c.execute(
+            t.select().where(where).order_by(t.c.id.desc()).offset(query.skip).limit(query.take)
+        ).all()
+        return [_event(row) for row in rows], int(total)
+
+    def setting(self, name: str) -> str | None:
+        row = self._c.execute(
+            sa.select(mock_settings.c.value).where(mock_settings.c.name == name)
+        ).first()
+        return None if row is None else str(row.value)
+
+    def put_setting_if_absent(self, name: str, value: str) -> str:
+        dialect_insert = pg_insert if self._c.dialect.name == "postgresql" else sqlite_insert
+        self._c.execute(
+            dialect_insert(mock_settings).values(name=name, value=value).on_conflict_do_nothing()
+        )
+        stored = self.setting(name)
+        assert stored is not None
+        return stored
+
+    def everything(self) -> Dataset:
+        orgs = [
+            Organization(row.id, row.name)
+            for row in self._c.execute(organizations.select().order_by(organizations.c.id))
+        ]
+        return Dataset(
+            organizations=orgs,
+            users=[
+                (_user(row), row.token)
+                for row in self._c.execute(users.select().order_by(users.c.id))
+            ],
+            repositories=[
+                Repository(row.id, row.org_id, row.name)
+                for row in self._c.execute(repositories.select().order_by(repositories.c.id))
+            ],
+            org_keys=[k for org in orgs for k in reversed(self.org_keys(org.id))],
+            nodes=[
+                node
+                for row in self._c.execute(sa.select(nodes.c.ip).order_by(nodes.c.ip))
+                if (node := self.node(row.ip)) is not None
+            ],
+            ai_keys=[
+                _ai_key(row)
+                for row in self._c.execute(
+                    repo_ai_api_keys.select().order_by(repo_ai_api_keys.c.seq)
+                )
+            ],
+            events=[
+                _event(row)
+                for row in self._c.execute(system_events.select().order_by(system_events.c.id))
+            ],
+        )
+
+    def clear(self) -> None:
+        for table in DATA_TABLES:
+            self._c.execute(table.delete())
 
     def is_empty(self) -> bool:
         return self._c.execute(sa.select(organizations.c.id).limit(1)).first() is None
