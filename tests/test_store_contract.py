@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from flashback_contract.domain import (
     SystemEvent,
     User,
 )
-from flashback_contract.store import Store
+from flashback_contract.store import EventQuery, Store
 from tests.conftest import OWNER, bearer
 from tests.servers import serve_in_thread
 from tests.stores import ADAPTERS, open_adapter
@@ -266,3 +267,54 @@ def test_a_signature_is_remembered_once(populated: Store) -> None:
     with populated.transaction() as uow:
         assert not uow.remember_signature("ab" * 32, T0 + timedelta(days=1))
         assert uow.remember_signature("cd" * 32, T0)
+
+
+def test_event_queries_filter_window_and_page_on_every_adapter(populated: Store) -> None:
+    def at(hours: int, user: str, context: EventContext) -> SystemEvent:
+        return SystemEvent(
+            context, EventType.created, "org-a", user, "c", T0 + timedelta(hours=hours)
+        )
+
+    with populated.transaction() as uow:
+        for hours, user, context in [
+            (0, "u-a", EventContext.orgkey),
+            (1, "u-b", EventContext.orgkey),
+            (2, "u-a", EventContext.aillmapikey),
+            (30, "u-a", EventContext.orgkey),
+        ]:
+            uow.add_event(at(hours, user, context))
+        uow.add_event(SystemEvent(EventContext.orgkey, EventType.created, "org-b", "u-b", "c", T0))
+    window = EventQuery(org_id="org-a", since=T0, until=T0 + timedelta(hours=24))
+    with populated.transaction() as uow:
+        events, total = uow.query_events(window)
+        assert total == 3 and [e.timestamp.hour for e in events] == [14, 13, 12]
+        _, only_a = uow.query_events(replace(window, user_id="u-a"))
+        _, only_keys = uow.query_events(replace(window, context=EventContext.orgkey))
+        page, total = uow.query_events(replace(window, skip=1, take=1))
+    assert (only_a, only_keys) == (2, 2)
+    assert total == 3 and [e.timestamp.hour for e in page] == [13]
+
+
+def test_settings_are_kept_once_and_survive_clear(populated: Store) -> None:
+    with populated.transaction() as uow:
+        assert uow.setting("jwt_secret") is None
+        assert uow.put_setting_if_absent("jwt_secret", "first") == "first"
+        assert uow.put_setting_if_absent("jwt_secret", "second") == "first"
+        uow.clear()
+    with populated.transaction() as uow:
+        assert uow.is_empty()
+        assert uow.org_keys("org-a") == [] and uow.events() == []
+        assert uow.setting("jwt_secret") == "first"
+
+
+def test_everything_lists_all_data_for_export(populated: Store) -> None:
+    with populated.transaction() as uow:
+        uow.add_ai_key(ai_key("ai1"))
+        uow.soft_delete_ai_key("ai1", T0)
+        uow.save_node(a_node("10.0.0.5", "k0"))
+        data = uow.everything()
+    assert [o.id for o in data.organizations] == ["org-a", "org-b"]
+    assert {(u.id, token) for u, token in data.users} == {("u-a", "tok-a"), ("u-b", None)}
+    assert [k.id for k in data.org_keys] == ["k0", "k1", "k2", "kb"]
+    assert [k.id for k in data.ai_keys] == ["ai1"] and data.ai_keys[0].deleted_at == T0
+    assert [n.ip for n in data.nodes] == ["10.0.0.5"]

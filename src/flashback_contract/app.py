@@ -6,6 +6,7 @@ import logging
 
 from connexion import FlaskApp
 
+from flashback_contract import frontend
 from flashback_contract.auth import Authenticator, bearer_security_handler, control_info
 from flashback_contract.crypto import SecretBox
 from flashback_contract.domain import utcnow
@@ -46,4 +47,5 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         settings=settings, store=store, secret_box=secret_box, clock=utcnow
     )
     install_error_handlers(app)
+    frontend.install(app, settings)
     return app

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from flashback_contract.frontend import MAX_DELAY_MS
 from flashback_contract.settings import Settings
 from flashback_contract.store import DEFAULT_STORE_URL
 
@@ -21,7 +22,21 @@ def _serve(args: argparse.Namespace) -> int:
     from flashback_contract.seed import SeedError, read_seed
     from flashback_contract.store import StoreUrlError
 
-    settings = Settings.from_env(store_url=args.store, seed_file=args.seed)
+    if not 0.0 <= args.fail_rate <= 1.0:
+        print("flashback-contract: --fail-rate is a share, from 0 to 1", file=sys.stderr)
+        return 2
+    if not 0 <= args.delay_ms <= MAX_DELAY_MS:
+        print(f"flashback-contract: --delay-ms is 0 to {MAX_DELAY_MS}", file=sys.stderr)
+        return 2
+    settings = Settings.from_env(
+        store_url=args.store,
+        seed_file=args.seed,
+        control_token=args.control_token,
+        cors=not args.no_cors,
+        cors_origins=tuple(args.cors_origin) or None,
+        delay_ms=args.delay_ms,
+        fail_rate=args.fail_rate,
+    )
     try:
         seed = read_seed(settings.seed_file)
         app = create_app(settings)
@@ -32,6 +47,10 @@ def _serve(args: argparse.Namespace) -> int:
     url = f"http://{args.host}:{args.port}"
     print(f"Flashback mock serving on {url}")
     print(f"Store: {settings.store_url}")
+    print(f"Contract: {url}/openapi.yaml, Swagger UI: {url}/ui/")
+    cors = ", ".join(settings.cors_origins) if settings.cors else "off"
+    print(f"CORS: {cors}; mock control: {url}/__mock/ ", end="")
+    print("(control token required)" if settings.control_token else "(loopback clients only)")
     print("Tokens (Authorization: Bearer TOKEN):")
     for user in seed.get("users", []):
         if user.get("token"):
@@ -140,6 +159,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", type=Path, default=None, help="YAML seed file (default: the demo fixture)"
     )
     serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="allow this browser origin (repeatable; default: any origin)",
+    )
+    serve.add_argument("--no-cors", action="store_true", help="send no CORS headers")
+    serve.add_argument(
+        "--control-token", help="require this Bearer token on /__mock/ (default: loopback only)"
+    )
+    serve.add_argument("--delay-ms", type=int, default=0, help="latency added to every operation")
+    serve.add_argument(
+        "--fail-rate",
+        type=float,
+        default=0.0,
+        help="share of requests answered with the documented 500 (0 to 1)",
+    )
     serve.set_defaults(func=_serve)
 
     node_sign = commands.add_parser(

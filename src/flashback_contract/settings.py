@@ -22,6 +22,12 @@ class Settings:
     jwt_secret: str | None = None
     # Bearer token for /__mock/; None opens it to loopback clients only.
     control_token: str | None = None
+    # CORS for browser apps on other origins: on by default, any origin, no credentials.
+    cors: bool = True
+    cors_origins: tuple[str, ...] = ("*",)
+    # Latency added to every contract operation, and the share answered with a documented 500.
+    delay_ms: int = 0
+    fail_rate: float = 0.0
     # How far a signed node request's timestamp may be from the server clock.
     node_clock_skew_seconds: int = 300
 

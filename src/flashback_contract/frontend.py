@@ -1,0 +1,214 @@
+"""What a frontend team needs beyond the contract: CORS, Prism-style ``Prefer``, latency, faults."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from typing import Any
+
+from connexion import FlaskApp
+from connexion.exceptions import BadRequestProblem
+from connexion.middleware import MiddlewarePosition
+from starlette.datastructures import Headers
+from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+from werkzeug.datastructures import MIMEAccept
+from werkzeug.http import parse_accept_header
+
+from flashback_contract.errors import envelope
+from flashback_contract.settings import Settings
+from flashback_contract.spec import HTTP_METHODS, load_spec
+
+MAX_DELAY_MS = 10_000
+# Prism's Prefer preferences this mock honours.
+PREFERENCES = ("code", "example", "delay")
+
+
+class EnvelopeCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS, with refused preflights answered in the documented envelope."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code < 400:
+            return response
+        reason = bytes(response.body).decode("utf-8", "replace")
+        headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+        headers.pop("content-type", None)
+        return Response(
+            json.dumps(envelope(f"{reason} (CORS preflight refused)")),
+            status_code=response.status_code,
+            media_type="application/json",
+            headers=headers,
+        )
+
+
+def contract_methods() -> list[str]:
+    """Every method the contract uses, for preflight answers."""
+    return sorted(
+        {m.upper() for item in load_spec()["paths"].values() for m in item if m in HTTP_METHODS}
+    )
+
+
+def parse_prefer(value: str) -> dict[str, str]:
+    """``Prefer: code=403, example=quota; delay=200`` as a mapping (RFC 7240 separators)."""
+    preferences = {}
+    for token in value.replace(";", ",").split(","):
+        name, _, argument = token.strip().partition("=")
+        if name.strip().lower() in PREFERENCES and argument:
+            preferences[name.strip().lower()] = argument.strip().strip('"')
+    return preferences
+
+
+def _responses(operation: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    spec = load_spec()
+    resolved = {}
+    for status, response in operation["responses"].items():
+        if "$ref" in response:
+            response = spec["components"]["responses"][response["$ref"].rsplit("/", 1)[1]]
+        resolved[str(status)] = response
+    return resolved
+
+
+def _named_examples(response: dict[str, Any]) -> dict[str, tuple[str, Any]]:
+    return {
+        name: (media_type, example["value"])
+        for media_type, content in response.get("content", {}).items()
+        for name, example in content.get("examples", {}).items()
+    }
+
+
+def documented_response(
+    operation: dict[str, Any], code: str | None, example: str | None, accept: str
+) -> tuple[int, str, Any]:
+    """(status, media type, body) of a documented example; BadRequestProblem if there is none."""
+    responses = _responses(operation)
+    name = operation["operationId"]
+    if code is not None and code not in responses:
+        raise BadRequestProblem(
+            detail=f"Prefer: code={code} is not documented for {name}; "
+            f"documented codes: {', '.join(sorted(responses))}"
+        )
+    candidates = [code] if code is not None else sorted(responses)
+    if example is not None:
+        for status in candidates:
+            named = _named_examples(responses[status])
+            if example in named:
+                media_type, body = named[example]
+                return int(status), media_type, body
+        known = sorted({n for s in candidates for n in _named_examples(responses[s])})
+        raise BadRequestProblem(
+            detail=f"Prefer: example={example} is not documented for {name}"
+            + (f" (code {code})" if code else "")
+            + f"; documented examples: {', '.join(known) or 'none'}"
+        )
+    assert code is not None
+    content = responses[code].get("content", {})
+    # JSON first, as the handlers negotiate: `*/*` and no Accept get JSON.
+    offered = sorted(content, key=lambda media_type: media_type != "application/json")
+    wanted = parse_accept_header(accept, MIMEAccept).best_match(offered) if accept else None
+    for media_type in [wanted, *offered]:
+        if media_type is None:
+            continue
+        if "example" in content[media_type]:
+            return int(code), media_type, content[media_type]["example"]
+        for value in content[media_type].get("examples", {}).values():
+            return int(code), media_type, value["value"]
+    raise BadRequestProblem(detail=f"{name} documents no example for code {code}")
+
+
+class PreferMiddleware:
+    """Prism's ``Prefer`` header, ``--delay-ms`` and ``--fail-rate`` for the contract's operations.
+
+    Installed twice: before security, where only ``Prefer: code=401`` is answered (a forced
+    401 needs no credentials), and after it, where everything else is.
+    """
+
+    def __init__(self, app: ASGIApp, *, settings: Settings, before_security: bool) -> None:
+        self.app = app
+        self.settings = settings
+        self.before_security = before_security
+        # connexion's routing names an operation by the function it resolved to.
+        self.operations = {
+            f"{op['x-openapi-router-controller']}.{op['operationId']}": op
+            for item in load_spec()["paths"].values()
+            for method, op in item.items()
+            if method in HTTP_METHODS
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        routing = scope.get("extensions", {}).get("connexion_routing", {})
+        operation = self.operations.get(routing.get("operation_id", ""))
+        if scope["type"] != "http" or operation is None:
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        preferences = parse_prefer(headers.get("prefer", ""))
+        accept = headers.get("accept", "")
+        forced = preferences.get("code")
+        if self.before_security:
+            if forced == "401":
+                await self._respond(
+                    documented_response(operation, forced, None, accept), scope, receive, send
+                )
+            else:
+                await self.app(scope, receive, send)
+            return
+        await asyncio.sleep(self._delay_ms(preferences) / 1000)
+        if self.settings.fail_rate and random.random() < self.settings.fail_rate:
+            await self._respond(
+                documented_response(operation, "500", None, accept), scope, receive, send
+            )
+        elif forced is not None or "example" in preferences:
+            chosen = documented_response(operation, forced, preferences.get("example"), accept)
+            await self._respond(chosen, scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    def _delay_ms(self, preferences: dict[str, str]) -> int:
+        if "delay" not in preferences:
+            return self.settings.delay_ms
+        try:
+            delay = int(preferences["delay"])
+        except ValueError:
+            delay = -1
+        if not 0 <= delay <= MAX_DELAY_MS:
+            raise BadRequestProblem(
+                detail=f"Prefer: delay must be a whole number of milliseconds, 0 to {MAX_DELAY_MS}"
+            )
+        return delay
+
+    @staticmethod
+    async def _respond(
+        chosen: tuple[int, str, Any], scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        status, media_type, body = chosen
+        text = json.dumps(body) if media_type == "application/json" else str(body)
+        await Response(text, status_code=status, media_type=media_type)(scope, receive, send)
+
+
+def install(app: FlaskApp, settings: Settings) -> None:
+    """Add CORS (unless disabled) and the Prefer/latency/fault middleware to the app."""
+    if settings.cors:
+        app.add_middleware(
+            EnvelopeCORSMiddleware,
+            position=MiddlewarePosition.BEFORE_EXCEPTION,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=contract_methods(),
+            allow_headers=["Authorization", "Content-Type", "Prefer"],
+            expose_headers=["X-Organization-Key-Id", "Content-Disposition"],
+            allow_credentials=False,
+        )
+    app.add_middleware(
+        PreferMiddleware,
+        position=MiddlewarePosition.BEFORE_SECURITY,
+        settings=settings,
+        before_security=True,
+    )
+    app.add_middleware(
+        PreferMiddleware,
+        position=MiddlewarePosition.BEFORE_VALIDATION,
+        settings=settings,
+        before_security=False,
+    )

@@ -1,0 +1,261 @@
+"""What a frontend team uses: CORS, Swagger UI, the contract, Prefer, latency and faults."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import yaml
+from connexion import FlaskApp
+from openapi_schema_validator import OAS30Validator
+from starlette.testclient import TestClient
+
+from flashback_contract.frontend import parse_prefer
+from flashback_contract.spec import load_spec
+from tests.conftest import OWNER, bearer
+
+ORIGIN = "http://localhost:5173"
+
+
+def preflight(client: TestClient, method: str, origin: str = ORIGIN) -> Any:
+    return client.options(
+        "/repo/repo-acme-main/ai/apikey/aikey-acme-openai",
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": method,
+            "Access-Control-Request-Headers": "authorization, content-type",
+        },
+    )
+
+
+def test_cors_preflight_allows_any_origin_the_contracts_methods_and_headers(
+    client: TestClient,
+) -> None:
+    response = preflight(client, "DELETE")
+
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-origin"] == "*"
+    assert set(response.headers["access-control-allow-methods"].split(", ")) == {
+        "DELETE",
+        "GET",
+        "POST",
+        "PUT",
+    }
+    allowed = response.headers["access-control-allow-headers"].lower()
+    assert "authorization" in allowed and "content-type" in allowed
+    assert "access-control-allow-credentials" not in response.headers
+
+
+def test_cors_headers_are_on_errors_too(client: TestClient) -> None:
+    response = client.get(
+        "/organization/org-globex/key", headers={**bearer(OWNER), "Origin": ORIGIN}
+    )
+
+    assert response.status_code == 403
+    assert response.headers["access-control-allow-origin"] == "*"
+
+
+def test_configured_origins_only_and_a_refused_preflight_is_an_envelope(
+    make_app: Callable[..., FlaskApp],
+) -> None:
+    with make_app(cors_origins=(ORIGIN,)).test_client() as client:
+        allowed = preflight(client, "PUT")
+        refused = preflight(client, "PUT", origin="http://evil.example")
+
+    assert allowed.headers["access-control-allow-origin"] == ORIGIN
+    assert refused.status_code == 400
+    assert refused.headers["content-type"] == "application/json"
+    assert refused.json() == {
+        "success": False,
+        "message": "Disallowed CORS origin (CORS preflight refused)",
+    }
+
+
+def test_no_cors_sends_no_cors_headers(make_app: Callable[..., FlaskApp]) -> None:
+    with make_app(cors=False).test_client() as client:
+        response = client.get(
+            "/organization/org-acme/key", headers={**bearer(OWNER), "Origin": ORIGIN}
+        )
+
+    assert "access-control-allow-origin" not in response.headers
+
+
+def test_swagger_ui_and_the_contract_are_served(client: TestClient) -> None:
+    ui = client.get("/ui/")
+    as_json = client.get("/openapi.json")
+    as_yaml = client.get("/openapi.yaml")
+
+    assert ui.status_code == 200 and "swagger" in ui.text.lower()
+    assert set(as_json.json()["paths"]) == set(load_spec()["paths"])
+    assert set(yaml.safe_load(as_yaml.text)["paths"]) == set(load_spec()["paths"])
+
+
+def documented_examples() -> list[tuple[str, str, str, str]]:
+    """(method, path, status, operationId) of every documented response with an example."""
+    spec = load_spec()
+    cases = []
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if method not in ("get", "post", "put", "delete"):
+                continue
+            for status in operation["responses"]:
+                cases.append((method, path, status, operation["operationId"]))
+    return cases
+
+
+def concrete(path: str) -> str:
+    return (
+        path.replace("{idOrg}", "org-acme")
+        .replace("{idKey}", "orgkey-acme-1")
+        .replace("{repoId}", "repo-acme-main")
+        .replace("{apikeyId}", "aikey-acme-openai")
+    )
+
+
+VALID_BODIES = {
+    "createRepoAiApiKey": {"name": "n", "aiType": "AWS"},
+    "updateRepoAiApiKey": {"name": "n"},
+    "getSystemEvents": {},
+    "registerNode": {
+        "provider": "S3",
+        "ip": "192.0.2.1",
+        "status": "s",
+        "region": "r",
+        "version": "v",
+        "timestamp": "2026-11-24T12:00:00Z",
+        "signature": "QUJD",
+    },
+    "unregisterNode": {"ip": "192.0.2.1", "timestamp": "2026-11-24T12:00:00Z", "signature": "QUJD"},
+}
+
+
+@pytest.mark.parametrize(("method", "path", "status", "operation_id"), documented_examples())
+def test_prefer_code_returns_the_documented_example_valid_against_its_schema(
+    client: TestClient, store: Any, method: str, path: str, status: str, operation_id: str
+) -> None:
+    spec = load_spec()
+    with store.transaction() as uow:
+        state_before = uow.everything()
+
+    response = client.request(
+        method.upper(),
+        concrete(path),
+        headers={**bearer(OWNER), "Prefer": f"code={status}"},
+        json=VALID_BODIES.get(operation_id),
+    )
+
+    assert response.status_code == int(status), response.text
+    documented = spec["paths"][path][method]["responses"][status]
+    if "$ref" in documented:
+        documented = spec["components"]["responses"][documented["$ref"].rsplit("/", 1)[1]]
+    content = documented["content"]["application/json"]
+    expected = content.get("example") or next(iter(content["examples"].values()))["value"]
+    assert response.json() == expected
+    OAS30Validator(content["schema"] | {"components": spec["components"]}).validate(response.json())
+    with store.transaction() as uow:
+        assert uow.everything() == state_before  # forced responses touch nothing
+
+
+def test_prefer_example_picks_a_named_example(client: TestClient) -> None:
+    response = client.post(
+        "/organization/org-acme/key", headers={**bearer(OWNER), "Prefer": "example=quota"}
+    )
+
+    assert response.status_code == 400
+    assert response.json()["message"].startswith("Maximum number of organization keys (5)")
+
+
+def test_prefer_code_200_negotiates_the_media_type(client: TestClient) -> None:
+    response = client.post(
+        "/organization/org-acme/key",
+        headers={**bearer(OWNER), "Prefer": "code=200", "Accept": "application/x-pem-file"},
+    )
+
+    assert response.headers["content-type"].startswith("application/x-pem-file")
+    assert response.text.startswith("-----BEGIN RSA PRIVATE KEY-----")
+
+
+def test_prefer_an_undocumented_code_is_400_naming_the_documented_ones(client: TestClient) -> None:
+    response = client.get(
+        "/organization/org-acme/key", headers={**bearer(OWNER), "Prefer": "code=404"}
+    )
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "success": False,
+        "message": "Prefer: code=404 is not documented for getOrgKeys; "
+        "documented codes: 200, 400, 401, 403, 500",
+    }
+
+
+def test_prefer_an_unknown_example_is_400(client: TestClient) -> None:
+    response = client.get(
+        "/organization/org-acme/key", headers={**bearer(OWNER), "Prefer": "example=nope"}
+    )
+
+    assert response.status_code == 400
+    assert "documented examples: none" in response.json()["message"]
+
+
+def test_prefer_still_needs_authentication_except_for_a_forced_401(client: TestClient) -> None:
+    forced_403 = client.get("/organization/org-acme/key", headers={"Prefer": "code=403"})
+    forced_401 = client.get("/organization/org-acme/key", headers={"Prefer": "code=401"})
+
+    assert forced_403.status_code == 401
+    assert forced_401.status_code == 401
+    assert forced_401.json() == {"success": False, "message": "No authorization token provided"}
+
+
+def test_prefer_delay_and_the_delay_setting_slow_responses_down(
+    client: TestClient, make_app: Callable[..., FlaskApp]
+) -> None:
+    started = time.monotonic()
+    client.get("/organization/org-acme/key", headers={**bearer(OWNER), "Prefer": "delay=300"})
+    delayed = time.monotonic() - started
+    with make_app(delay_ms=300).test_client() as slow:
+        started = time.monotonic()
+        slow.get("/organization/org-acme/key", headers=bearer(OWNER))
+        configured = time.monotonic() - started
+
+    # Lower bounds only: the delay is at least what was asked.
+    assert delayed >= 0.3 and configured >= 0.3
+
+
+@pytest.mark.parametrize("value", ["-1", "10001", "soon"])
+def test_prefer_delay_out_of_bounds_is_400(client: TestClient, value: str) -> None:
+    response = client.get(
+        "/organization/org-acme/key", headers={**bearer(OWNER), "Prefer": f"delay={value}"}
+    )
+
+    assert response.status_code == 400
+    assert "0 to 10000" in response.json()["message"]
+
+
+def test_fail_rate_answers_the_documented_500_and_changes_nothing(
+    make_app: Callable[..., FlaskApp], store: Any
+) -> None:
+    with make_app(fail_rate=1.0).test_client() as client:
+        response = client.delete("/organization/org-acme/key", headers=bearer(OWNER))
+
+    assert response.status_code == 500
+    assert response.json() == {"success": False, "message": "Internal server error"}
+    with store.transaction() as uow:
+        assert len(uow.org_keys("org-acme")) == 3
+
+
+def test_fault_injection_is_off_by_default(client: TestClient) -> None:
+    statuses = {
+        client.get("/organization/org-acme/key", headers=bearer(OWNER)).status_code
+        for _ in range(20)
+    }
+    assert statuses == {200}
+
+
+def test_prefer_parsing_follows_rfc_7240_separators() -> None:
+    assert parse_prefer('code=403, example="quota"; delay=10, respond-async') == {
+        "code": "403",
+        "example": "quota",
+        "delay": "10",
+    }
