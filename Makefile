@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: serve test lint venv clean
+.PHONY: serve test lint venv chromium clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,15 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy src
 
-test: lint
+# The browser test drives Debian's Chromium; install it when it is missing and apt-get can.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+	      || echo "Chromium could not be installed: the browser test will be skipped"; \
+	  else echo "Chromium is not installed and apt-get is not usable: the browser test will be skipped"; fi; }
+
+test: lint chromium
 	$(BIN)/python -m pytest
 
 clean:
