@@ -1,4 +1,4 @@
-"""A real browser on another origin lists and deletes an AI API key on the mock (CORS end to end)."""
+"""A real browser on another origin lists and deletes an AI API key on the mock (CORS)."""
 
 from __future__ import annotations
 
