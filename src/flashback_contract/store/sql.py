@@ -194,6 +194,11 @@ class SqlUnitOfWork:
     def __init__(self, conn: Connection) -> None:
         self._c = conn
 
+    def _insert_unless_present(self, table: sa.Table, **values: Any) -> Any:
+        """INSERT ... ON CONFLICT DO NOTHING in the dialect at hand."""
+        dialect_insert = pg_insert if self._c.dialect.name == "postgresql" else sqlite_insert
+        return dialect_insert(table).values(**values).on_conflict_do_nothing()
+
     def add_organization(self, organization: Organization) -> None:
         self._c.execute(organizations.insert().values(id=organization.id, name=organization.name))
 
@@ -360,13 +365,11 @@ class SqlUnitOfWork:
         self._c.execute(nodes.delete().where(nodes.c.ip == ip))
 
     def remember_signature(self, digest: str, accepted_at: datetime) -> bool:
-        # ON CONFLICT DO NOTHING: two concurrent replays cannot both insert, nor fail with 500.
-        dialect_insert = pg_insert if self._c.dialect.name == "postgresql" else sqlite_insert
+        # Two concurrent replays cannot both insert, nor fail with a 500.
         inserted = self._c.execute(
-            dialect_insert(node_signatures)
-            .values(digest=digest, accepted_at=accepted_at)
-            .on_conflict_do_nothing()
-            .returning(node_signatures.c.digest)
+            self._insert_unless_present(
+                node_signatures, digest=digest, accepted_at=accepted_at
+            ).returning(node_signatures.c.digest)
         ).first()
         return inserted is not None
 
@@ -463,10 +466,7 @@ class SqlUnitOfWork:
         return None if row is None else str(row.value)
 
     def put_setting_if_absent(self, name: str, value: str) -> str:
-        dialect_insert = pg_insert if self._c.dialect.name == "postgresql" else sqlite_insert
-        self._c.execute(
-            dialect_insert(mock_settings).values(name=name, value=value).on_conflict_do_nothing()
-        )
+        self._c.execute(self._insert_unless_present(mock_settings, name=name, value=value))
         stored = self.setting(name)
         assert stored is not None
         return stored
