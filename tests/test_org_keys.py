@@ -155,6 +155,7 @@ def test_generate_returns_the_private_key_once_as_a_pem_file(
     assert response.headers["content-type"].startswith("application/x-pem-file")
     private_pem = response.text
     assert private_pem.startswith("-----BEGIN RSA PRIVATE KEY-----")
+    assert response.headers["cache-control"] == "no-store"
     new_id = response.headers["X-Organization-Key-Id"]
     assert key_ids(client)[0] == new_id
     with store.transaction() as uow:
