@@ -14,8 +14,7 @@ import pytest
 from connexion import FlaskApp
 
 from flashback_contract import cli
-from flashback_contract.auth import Authenticator, Principal
-from flashback_contract.check import (
+from flashback_contract.conformance.check import (
     EXIT_COULD_NOT_RUN,
     EXIT_FAILED,
     EXIT_OK,
@@ -23,9 +22,10 @@ from flashback_contract.check import (
     CheckOptions,
     check,
 )
+from flashback_contract.contract import load_spec
 from flashback_contract.domain import Role
-from flashback_contract.handlers import organization_keys, repo_ai_api_keys
-from flashback_contract.spec import load_spec
+from flashback_contract.mock.auth import Authenticator, Principal
+from flashback_contract.mock.handlers import organization_keys, repo_ai_api_keys
 from tests.conftest import OWNER
 from tests.servers import serve_in_thread
 

@@ -11,8 +11,8 @@ import pytest
 from openapi_spec_validator import validate
 from openapi_spec_validator.readers import read_from_filename
 
-from flashback_contract import policy
-from flashback_contract.spec import allowed_methods, load_spec, spec_path
+from flashback_contract.contract import allowed_methods, load_spec, spec_path
+from flashback_contract.mock import policy
 
 ROOT = Path(__file__).resolve().parents[1]
 OPERATIONS = [
@@ -101,8 +101,9 @@ def test_the_wheel_ships_the_contract_and_the_demo_fixture(tmp_path: Path) -> No
     names = set(zipfile.ZipFile(wheel).namelist())
 
     assert "flashback_contract/openapi.yaml" in names
-    assert "flashback_contract/demo/demo.yaml" in names
-    assert "flashback_contract/conformance.toml" in names
+    assert "flashback_contract/mock/demo/demo.yaml" in names
+    assert "flashback_contract/mock/mock-control.yaml" in names
+    assert "flashback_contract/conformance/conformance.toml" in names
     shipped = zipfile.ZipFile(wheel).read("flashback_contract/openapi.yaml")
     assert shipped == (ROOT / "openapi.yaml").read_bytes()
     assert spec_path().read_bytes() == shipped

@@ -9,9 +9,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from flashback_contract import Settings, create_app
-from flashback_contract.crypto import SecretBox
 from flashback_contract.domain import Role
-from flashback_contract.seed import SeedError, seed_if_empty
+from flashback_contract.mock.crypto import SecretBox
+from flashback_contract.mock.seed import SeedError, seed_if_empty
 from flashback_contract.store import MemoryStore, Store, open_store
 from tests.conftest import OWNER, bearer
 
@@ -19,6 +19,7 @@ DEMO_PRIVATE_KEY = (
     Path(__file__).resolve().parents[1]
     / "src"
     / "flashback_contract"
+    / "mock"
     / "demo"
     / "orgkey-acme-1.private.pem"
 )

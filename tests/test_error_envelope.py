@@ -9,7 +9,7 @@ import pytest
 from connexion import FlaskApp
 from starlette.testclient import TestClient
 
-from flashback_contract.handlers import organization_keys
+from flashback_contract.mock.handlers import organization_keys
 from flashback_contract.store import MemoryStore, Store
 from tests.conftest import OWNER, bearer
 

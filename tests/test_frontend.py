@@ -12,8 +12,8 @@ from connexion import FlaskApp
 from openapi_schema_validator import OAS30Validator
 from starlette.testclient import TestClient
 
-from flashback_contract.frontend import parse_prefer
-from flashback_contract.spec import load_spec
+from flashback_contract.contract import load_spec
+from flashback_contract.mock.frontend import parse_prefer
 from tests.conftest import OWNER, bearer
 
 ORIGIN = "http://localhost:5173"

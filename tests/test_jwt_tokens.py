@@ -10,8 +10,9 @@ import jwt
 import pytest
 from connexion import FlaskApp
 
-from flashback_contract import Settings, cli, create_app, tokens
+from flashback_contract import Settings, cli, create_app
 from flashback_contract.domain import utcnow
+from flashback_contract.mock import tokens
 from flashback_contract.store import open_store
 from tests.conftest import bearer
 

@@ -10,7 +10,7 @@ import pytest
 from connexion import FlaskApp
 from starlette.testclient import TestClient
 
-from flashback_contract.spec import control_spec_path
+from flashback_contract.mock.app import control_spec_path
 from tests.conftest import OWNER, bearer
 from tests.servers import serve_in_thread
 

@@ -18,7 +18,8 @@ from flashback_contract.store import Store
 from tests.conftest import OWNER, bearer
 
 DEMO_KEY = (
-    Path(__file__).resolve().parents[1] / "src/flashback_contract/demo/orgkey-acme-1.private.pem"
+    Path(__file__).resolve().parents[1]
+    / "src/flashback_contract/mock/demo/orgkey-acme-1.private.pem"
 )
 
 
@@ -123,7 +124,7 @@ def test_a_signature_by_a_key_the_server_does_not_hold_is_refused(
     client: TestClient, store: Store, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     stranger = tmp_path / "stranger.pem"
-    from flashback_contract.crypto import generate_rsa_key_pair
+    from flashback_contract.mock.crypto import generate_rsa_key_pair
 
     stranger.write_text(generate_rsa_key_pair()[0])
 

@@ -11,7 +11,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from flashback_contract.domain import EventContext, EventType
-from flashback_contract.services import EXTENSION_KEY, Services
+from flashback_contract.mock.services import EXTENSION_KEY, Services
 from flashback_contract.store import Store
 from tests.conftest import ADMIN, GLOBEX_OWNER, MEMBER, OWNER, bearer
 

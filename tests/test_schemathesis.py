@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from connexion import FlaskApp
 
-from flashback_contract import conformance
-from flashback_contract.handlers import organization_keys, repo_ai_api_keys
-from flashback_contract.spec import load_spec
+from flashback_contract.conformance import runner as conformance
+from flashback_contract.contract import load_spec
+from flashback_contract.mock.handlers import organization_keys, repo_ai_api_keys
 from tests.conftest import OWNER
 
 pytestmark = pytest.mark.slow

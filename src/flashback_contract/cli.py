@@ -10,16 +10,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from flashback_contract.frontend import MAX_DELAY_MS
-from flashback_contract.settings import Settings
+from flashback_contract.mock.frontend import MAX_DELAY_MS
+from flashback_contract.mock.settings import Settings
 from flashback_contract.store import DEFAULT_STORE_URL
 
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from flashback_contract.app import create_app
-    from flashback_contract.seed import SeedError, read_seed
+    from flashback_contract.mock.app import create_app
+    from flashback_contract.mock.seed import SeedError, read_seed
     from flashback_contract.store import StoreUrlError
 
     if not 0.0 <= args.fail_rate <= 1.0:
@@ -92,7 +92,7 @@ def _node_sign(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from flashback_contract.check import CheckOptions, check
+    from flashback_contract.conformance.check import CheckOptions, check
 
     options = CheckOptions(
         base_url=args.base_url.rstrip("/"),
@@ -115,10 +115,10 @@ def _check(args: argparse.Namespace) -> int:
 def _token(args: argparse.Namespace) -> int:
     from datetime import timedelta
 
-    from flashback_contract import tokens
-    from flashback_contract.crypto import SecretBox
     from flashback_contract.domain import utcnow
-    from flashback_contract.seed import SeedError, seed_if_empty
+    from flashback_contract.mock import tokens
+    from flashback_contract.mock.crypto import SecretBox
+    from flashback_contract.mock.seed import SeedError, seed_if_empty
     from flashback_contract.store import StoreUrlError, open_store
 
     settings = Settings.from_env(store_url=args.store, seed_file=args.seed)

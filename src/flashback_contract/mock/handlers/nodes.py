@@ -7,8 +7,8 @@ from typing import Any
 
 from flashback_contract import signing
 from flashback_contract.domain import EventContext, EventType, Node, OrganizationKey, Provider
-from flashback_contract.errors import ApiError
-from flashback_contract.services import Services, current_services
+from flashback_contract.mock.errors import ApiError
+from flashback_contract.mock.services import Services, current_services
 from flashback_contract.store import UnitOfWork
 
 INVALID_SIGNATURE = "Signature verification failed"

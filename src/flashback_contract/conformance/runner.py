@@ -12,13 +12,18 @@ import logging
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import Any
 
 import schemathesis
 from schemathesis.config import SchemathesisConfig
 from schemathesis.engine import Status, events, from_schema
 
-from flashback_contract.spec import conformance_settings
+
+def conformance_settings() -> str:
+    """Schemathesis settings the contract implies (``conformance.toml``, shipped beside this)."""
+    return resources.files(__package__).joinpath("conformance.toml").read_text("utf-8")
+
 
 HTTP_METHODS = ("get", "put", "post", "delete", "patch")
 PHASES = ("examples", "coverage", "fuzzing", "stateful")

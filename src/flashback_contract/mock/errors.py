@@ -15,7 +15,7 @@ from connexion.exceptions import ProblemException
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from flashback_contract.spec import allowed_methods
+from flashback_contract.contract import allowed_methods
 
 log = logging.getLogger(__name__)
 

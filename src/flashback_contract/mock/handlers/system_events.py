@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from flashback_contract import policy
-from flashback_contract.auth import principal_of
 from flashback_contract.domain import EventContext, EventType, SystemEvent, User, iso
-from flashback_contract.services import current_services
+from flashback_contract.mock import policy
+from flashback_contract.mock.auth import principal_of
+from flashback_contract.mock.services import current_services
 from flashback_contract.store import EventQuery
 
 DEFAULT_WINDOW = timedelta(hours=24)

@@ -24,8 +24,8 @@ import yaml
 from openapi_spec_validator import validate
 from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 
-from flashback_contract import conformance
-from flashback_contract.spec import spec_path
+from flashback_contract.conformance import runner as conformance
+from flashback_contract.contract import spec_path
 
 EXIT_OK = 0
 EXIT_FAILED = 1

@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import logging
+from importlib import resources
+from pathlib import Path
 
 from connexion import FlaskApp
 
-from flashback_contract import frontend
-from flashback_contract.auth import Authenticator, bearer_security_handler, control_info
-from flashback_contract.crypto import SecretBox
+from flashback_contract.contract import spec_path
 from flashback_contract.domain import utcnow
-from flashback_contract.errors import install_error_handlers
-from flashback_contract.seed import seed_if_empty
-from flashback_contract.services import EXTENSION_KEY, Services
-from flashback_contract.settings import Settings
-from flashback_contract.spec import control_spec_path, spec_path
+from flashback_contract.mock import frontend
+from flashback_contract.mock.auth import Authenticator, bearer_security_handler, control_info
+from flashback_contract.mock.crypto import SecretBox
+from flashback_contract.mock.errors import install_error_handlers
+from flashback_contract.mock.seed import seed_if_empty
+from flashback_contract.mock.services import EXTENSION_KEY, Services
+from flashback_contract.mock.settings import Settings
+from flashback_contract.mock.tokens import jwt_secret
 from flashback_contract.store import Store, open_store
-from flashback_contract.tokens import jwt_secret
 
 log = logging.getLogger(__name__)
+
+
+def control_spec_path() -> Path:
+    """Path of ``mock-control.yaml``, the mock's own control API (always in the package)."""
+    return Path(str(resources.files(__package__).joinpath("mock-control.yaml")))
 
 
 def create_app(settings: Settings | None = None, store: Store | None = None) -> FlaskApp:

@@ -1,4 +1,7 @@
-"""Where the contract lives: in the package when installed, at the repository root in a checkout."""
+"""The contract every product shares: where ``openapi.yaml`` lives, read once, and its routes.
+
+In the package when installed, at the repository root in a checkout.
+"""
 
 from __future__ import annotations
 
@@ -17,11 +20,6 @@ def spec_path() -> Path:
     if bundled.is_file():
         return bundled
     return Path(__file__).resolve().parents[2] / "openapi.yaml"
-
-
-def control_spec_path() -> Path:
-    """Path of ``mock-control.yaml``, the mock's own control API (always in the package)."""
-    return Path(str(resources.files("flashback_contract").joinpath("mock-control.yaml")))
 
 
 @cache
@@ -51,8 +49,3 @@ def allowed_methods(path: str) -> tuple[str, ...]:
         if pattern.match(path):
             return methods
     return ()
-
-
-def conformance_settings() -> str:
-    """Schemathesis settings the contract implies (``conformance.toml``, shipped in the package)."""
-    return resources.files("flashback_contract").joinpath("conformance.toml").read_text("utf-8")

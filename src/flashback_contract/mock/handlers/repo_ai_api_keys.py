@@ -5,12 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flashback_contract import policy
-from flashback_contract.auth import Principal, principal_of
-from flashback_contract.crypto import new_ai_api_key, new_ai_api_secret
 from flashback_contract.domain import AiType, EventContext, EventType, RepoAiApiKey, iso
-from flashback_contract.errors import ApiError
-from flashback_contract.services import current_services
+from flashback_contract.mock import policy
+from flashback_contract.mock.auth import Principal, principal_of
+from flashback_contract.mock.crypto import new_ai_api_key, new_ai_api_secret
+from flashback_contract.mock.errors import ApiError
+from flashback_contract.mock.services import current_services
 from flashback_contract.store import UnitOfWork
 
 

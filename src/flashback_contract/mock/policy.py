@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from flashback_contract.auth import Principal
 from flashback_contract.domain import Repository, Role
-from flashback_contract.errors import ApiError
+from flashback_contract.mock.auth import Principal
+from flashback_contract.mock.errors import ApiError
 from flashback_contract.store import UnitOfWork
 
 ORG_KEY_MANAGERS = frozenset({Role.ADMINISTRATORS, Role.OWNER})

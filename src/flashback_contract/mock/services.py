@@ -10,10 +10,10 @@ from typing import Any
 
 import flask
 
-from flashback_contract.auth import Principal
-from flashback_contract.crypto import SecretBox
 from flashback_contract.domain import EventContext, EventType, SystemEvent
-from flashback_contract.settings import Settings
+from flashback_contract.mock.auth import Principal
+from flashback_contract.mock.crypto import SecretBox
+from flashback_contract.mock.settings import Settings
 from flashback_contract.store import Store, UnitOfWork
 
 EXTENSION_KEY = "flashback_contract"

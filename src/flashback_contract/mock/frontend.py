@@ -17,9 +17,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from werkzeug.datastructures import MIMEAccept
 from werkzeug.http import parse_accept_header
 
-from flashback_contract.errors import envelope
-from flashback_contract.settings import Settings
-from flashback_contract.spec import HTTP_METHODS, load_spec
+from flashback_contract.contract import HTTP_METHODS, load_spec
+from flashback_contract.mock.errors import envelope
+from flashback_contract.mock.settings import Settings
 
 MAX_DELAY_MS = 10_000
 # Prism's Prefer preferences this mock honours.

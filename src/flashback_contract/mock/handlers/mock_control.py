@@ -7,10 +7,10 @@ from typing import Any
 
 import flask
 
-from flashback_contract.auth import CONTROL_SUBJECT
-from flashback_contract.errors import ApiError
-from flashback_contract.seed import SeedError, dump_seed, read_seed, replace_state
-from flashback_contract.services import Services, current_services
+from flashback_contract.mock.auth import CONTROL_SUBJECT
+from flashback_contract.mock.errors import ApiError
+from flashback_contract.mock.seed import SeedError, dump_seed, read_seed, replace_state
+from flashback_contract.mock.services import Services, current_services
 
 LOOPBACK_ONLY = (
     "The mock control API answers loopback clients only; "

@@ -9,7 +9,6 @@ from typing import Any
 
 import yaml
 
-from flashback_contract.crypto import SecretBox, new_ai_api_secret
 from flashback_contract.domain import (
     AiType,
     EventContext,
@@ -25,6 +24,7 @@ from flashback_contract.domain import (
     SystemEvent,
     User,
 )
+from flashback_contract.mock.crypto import SecretBox, new_ai_api_secret
 from flashback_contract.store import Store, UnitOfWork
 from flashback_contract.store.base import Dataset
 
@@ -34,7 +34,7 @@ class SeedError(ValueError):
 
 
 def demo_seed_text() -> str:
-    return resources.files("flashback_contract").joinpath("demo/demo.yaml").read_text("utf-8")
+    return resources.files(__package__).joinpath("demo/demo.yaml").read_text("utf-8")
 
 
 def read_seed(path: Path | None) -> dict[str, Any]:

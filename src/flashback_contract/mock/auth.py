@@ -9,8 +9,8 @@ from typing import Any
 
 from connexion.security import BearerSecurityHandler
 
-from flashback_contract import tokens
 from flashback_contract.domain import Role
+from flashback_contract.mock import tokens
 from flashback_contract.store import Store
 
 

@@ -8,12 +8,12 @@ from typing import Any
 
 import flask
 
-from flashback_contract import policy
-from flashback_contract.auth import principal_of
-from flashback_contract.crypto import generate_rsa_key_pair
 from flashback_contract.domain import EventContext, EventType, OrganizationKey, iso
-from flashback_contract.errors import ApiError
-from flashback_contract.services import current_services
+from flashback_contract.mock import policy
+from flashback_contract.mock.auth import principal_of
+from flashback_contract.mock.crypto import generate_rsa_key_pair
+from flashback_contract.mock.errors import ApiError
+from flashback_contract.mock.services import current_services
 
 PEM_MEDIA_TYPE = "application/x-pem-file"
 JSON_MEDIA_TYPE = "application/json"

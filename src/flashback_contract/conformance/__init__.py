@@ -1,0 +1,1 @@
+"""Conformance tooling for a real backend: ``check`` (schemathesis); it talks HTTP only."""

@@ -1,0 +1,1 @@
+"""The stateful mock server: app factory, handlers, policy, auth and frontend support."""
