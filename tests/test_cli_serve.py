@@ -64,6 +64,23 @@ def test_serve_prints_url_store_and_tokens_then_stops_cleanly(
     for token in ("demo-acme-owner", "demo-acme-admin", "demo-acme-user", "demo-globex-owner"):
         assert token in output
     assert "Traceback" not in output
+    # Nothing a user need not act on: no warning at all.
+    assert "WARNING" not in output
+
+
+def test_token_prints_only_the_token(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "flashback_contract", "token", "--user", "user-acme-admin"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert result.stdout.count(".") == 2  # one JWT: header.claims.signature
+    assert len(result.stdout.splitlines()) == 1
 
 
 def test_serve_keeps_state_across_restarts_on_sqlite(tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from flashback_contract import Settings, create_app
 from flashback_contract.domain import Role
-from flashback_contract.mock.crypto import SecretBox
 from flashback_contract.mock.seed import SeedError, seed_if_empty
 from flashback_contract.store import MemoryStore, Store, open_store
 from tests.conftest import OWNER, bearer
@@ -122,7 +121,7 @@ def test_an_invalid_seed_file_is_refused_with_a_clear_error(tmp_path: Path, text
     store = MemoryStore()
 
     with pytest.raises(SeedError):
-        seed_if_empty(store, seed, SecretBox(None))
+        seed_if_empty(store, seed)
     with store.transaction() as uow:
         assert uow.is_empty()  # nothing half-loaded
 

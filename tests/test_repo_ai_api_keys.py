@@ -3,16 +3,19 @@ deleteRepoAiApiKey (seed 002)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import sqlite3
+from pathlib import Path
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
+from flashback_contract import Settings, create_app
 from flashback_contract.domain import EventContext, EventType
-from flashback_contract.mock.services import EXTENSION_KEY, Services
-from flashback_contract.store import Store
+from flashback_contract.store import Store, open_store
 from tests.conftest import ADMIN, GLOBEX_OWNER, MEMBER, OWNER, bearer
 
 REPO = "/repo/repo-acme-main/ai/apikey"
@@ -64,17 +67,35 @@ def test_created_keys_and_secrets_are_unique(client: TestClient) -> None:
     assert first["secret"] != second["secret"]
 
 
-def test_the_secret_is_stored_only_encrypted(client: TestClient, app: Any, store: Store) -> None:
+def test_the_store_keeps_only_the_sha256_of_the_secret(client: TestClient, store: Store) -> None:
     body = create(client)
 
     with store.transaction() as uow:
         stored = uow.ai_key(body["id"])
         dump = repr([uow.ai_keys("repo-acme-main"), uow.events()])
     assert stored is not None
-    assert body["secret"].encode() not in stored.secret_encrypted
+    assert stored.secret_sha256 == hashlib.sha256(body["secret"].encode()).hexdigest()
     assert body["secret"] not in dump
-    services: Services = app.app.extensions[EXTENSION_KEY]
-    assert services.secret_box.decrypt(stored.secret_encrypted) == body["secret"]
+
+
+def test_the_sqlite_file_holds_the_hash_and_never_the_secret(tmp_path: Path) -> None:
+    database = tmp_path / "secrets.sqlite3"
+    store = open_store(f"sqlite:///{database}")
+    with create_app(Settings(store_url=store.url), store=store).test_client() as client:
+        body = create(client)
+        listed_keys = listed(client)
+    store.close()
+
+    assert all("secret" not in key for key in listed_keys)
+    raw = b"".join(path.read_bytes() for path in tmp_path.glob("secrets.sqlite3*"))
+    assert body["secret"].encode() not in raw
+    with sqlite3.connect(database) as connection:
+        rows = connection.execute("SELECT * FROM repo_ai_api_keys").fetchall()
+        (stored,) = connection.execute(
+            "SELECT secret_sha256 FROM repo_ai_api_keys WHERE id = ?", (body["id"],)
+        ).fetchone()
+    assert body["secret"] not in repr(rows)
+    assert stored == hashlib.sha256(body["secret"].encode()).hexdigest()
 
 
 def test_create_logs_a_created_event(client: TestClient, store: Store) -> None:
@@ -263,8 +284,8 @@ def test_delete_is_a_soft_delete_kept_for_audit_and_filtered_from_lists(
         after = uow.ai_key("aikey-acme-openai")
     assert before is not None and after is not None
     assert after.deleted_at is not None
-    # The encrypted secret stays in the store for audit.
-    assert after.secret_encrypted == before.secret_encrypted
+    # The secret's hash stays in the store for audit.
+    assert after.secret_sha256 == before.secret_sha256
     assert (after.name, after.key) == (before.name, before.key)
 
 

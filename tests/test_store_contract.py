@@ -70,7 +70,7 @@ def ai_key(key_id: str, created: datetime = T0) -> RepoAiApiKey:
         name=f"name {key_id}",
         key=f"FB_AI_{key_id}",
         ai_type=AiType.ANTHROPIC,
-        secret_encrypted=b"\x00ciphertext\xff",
+        secret_sha256="ab" * 32,
         created_at=created,
     )
 
@@ -149,7 +149,7 @@ def test_ai_keys_soft_delete_and_rename(populated: Store) -> None:
         assert [k.id for k in uow.ai_keys("repo-a")] == ["ai1"]
         gone = uow.ai_key("ai2")
         assert gone is not None and gone.deleted_at == T0 + timedelta(days=1)
-        assert gone.secret_encrypted == b"\x00ciphertext\xff"
+        assert gone.secret_sha256 == "ab" * 32
         kept = uow.ai_key("ai1")
         assert kept is not None and kept.name == "renamed" and kept.ai_type is AiType.ANTHROPIC
         assert uow.ai_key("nope") is None

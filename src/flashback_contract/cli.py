@@ -117,7 +117,6 @@ def _token(args: argparse.Namespace) -> int:
 
     from flashback_contract.domain import utcnow
     from flashback_contract.mock import tokens
-    from flashback_contract.mock.crypto import SecretBox
     from flashback_contract.mock.seed import SeedError, seed_if_empty
     from flashback_contract.store import StoreUrlError, open_store
 
@@ -125,7 +124,7 @@ def _token(args: argparse.Namespace) -> int:
     try:
         store = open_store(settings.store_url)
         # The same store `serve` would use, seeded the same way if it is new.
-        seed_if_empty(store, settings.seed_file, SecretBox(settings.encryption_key))
+        seed_if_empty(store, settings.seed_file)
     except (SeedError, StoreUrlError, OSError) as exc:
         print(f"flashback-contract: {exc}", file=sys.stderr)
         return 2

@@ -117,7 +117,8 @@ class RepoAiApiKey:
     name: str
     key: str | None
     ai_type: AiType
-    secret_encrypted: bytes
+    # Hex SHA-256 of the secret: the secret itself is shown once and never stored.
+    secret_sha256: str
     created_at: datetime
     deleted_at: datetime | None = None
 

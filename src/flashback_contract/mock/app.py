@@ -12,7 +12,6 @@ from flashback_contract.contract import spec_path
 from flashback_contract.domain import utcnow
 from flashback_contract.mock import frontend
 from flashback_contract.mock.auth import Authenticator, bearer_security_handler, control_info
-from flashback_contract.mock.crypto import SecretBox
 from flashback_contract.mock.errors import install_error_handlers
 from flashback_contract.mock.seed import seed_if_empty
 from flashback_contract.mock.services import EXTENSION_KEY, Services
@@ -32,8 +31,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     """Build the mock server: the contract routes every operationId to its handler."""
     settings = settings or Settings.from_env()
     store = store or open_store(settings.store_url)
-    secret_box = SecretBox(settings.encryption_key)
-    if seed_if_empty(store, settings.seed_file, secret_box):
+    if seed_if_empty(store, settings.seed_file):
         log.info("seeded %s from %s", store.url, settings.seed_file or "the demo fixture")
 
     authenticator = Authenticator(store, jwt_secret(store, settings.jwt_secret))
@@ -50,9 +48,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         control_spec_path(), base_path="/__mock", validate_responses=settings.validate_responses
     )
     app.add_api(spec_path(), validate_responses=settings.validate_responses)
-    app.app.extensions[EXTENSION_KEY] = Services(
-        settings=settings, store=store, secret_box=secret_box, clock=utcnow
-    )
+    app.app.extensions[EXTENSION_KEY] = Services(settings=settings, store=store, clock=utcnow)
     install_error_handlers(app)
     frontend.install(app, settings)
     return app

@@ -1,15 +1,12 @@
-"""Key material: RSA key pairs for organization keys, AI API key credentials, secret encryption."""
+"""Key material: RSA key pairs for organization keys, AI API key credentials and their hashes."""
 
 from __future__ import annotations
 
-import logging
+import hashlib
 import secrets
 
-from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-
-log = logging.getLogger(__name__)
 
 RSA_KEY_SIZE = 2048
 
@@ -44,20 +41,11 @@ def new_ai_api_secret() -> str:
     return secrets.token_urlsafe(32)
 
 
-class SecretBox:
-    """Authenticated symmetric encryption (Fernet) for secrets at rest."""
+def secret_sha256(secret: str) -> str:
+    """The one-way hash kept in place of an AI API key secret (hex SHA-256).
 
-    def __init__(self, key: str | None) -> None:
-        if not key:
-            log.warning(
-                "FLASHBACK_ENCRYPTION_KEY is not set: AI API key secrets are encrypted with a "
-                "development key generated for this process only"
-            )
-            key = Fernet.generate_key().decode("ascii")
-        self._fernet = Fernet(key.encode("ascii"))
-
-    def encrypt(self, plaintext: str) -> bytes:
-        return self._fernet.encrypt(plaintext.encode("utf-8"))
-
-    def decrypt(self, token: bytes) -> str:
-        return self._fernet.decrypt(token).decode("utf-8")
+    The secret is 256 random bits, so a plain SHA-256 cannot be reversed or guessed; a slow,
+    salted hash is for low-entropy passwords. The mock never shows a secret again, so it never
+    needs the secret back.
+    """
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()

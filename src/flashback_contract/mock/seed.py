@@ -24,7 +24,7 @@ from flashback_contract.domain import (
     SystemEvent,
     User,
 )
-from flashback_contract.mock.crypto import SecretBox, new_ai_api_secret
+from flashback_contract.mock.crypto import new_ai_api_secret, secret_sha256
 from flashback_contract.store import Store, UnitOfWork
 from flashback_contract.store.base import Dataset
 
@@ -52,7 +52,7 @@ def _when(value: Any) -> datetime:
     return moment
 
 
-def load_seed(uow: UnitOfWork, data: dict[str, Any], secret_box: SecretBox) -> None:
+def load_seed(uow: UnitOfWork, data: dict[str, Any]) -> None:
     """Write a seed's records through a unit of work."""
     try:
         for org in data.get("organizations", []):
@@ -107,7 +107,7 @@ def load_seed(uow: UnitOfWork, data: dict[str, Any], secret_box: SecretBox) -> N
                     key=ai.get("key"),
                     ai_type=AiType(ai["aiType"]),
                     # Seeded secrets are random: nobody ever saw them, as after a real creation.
-                    secret_encrypted=secret_box.encrypt(new_ai_api_secret()),
+                    secret_sha256=secret_sha256(new_ai_api_secret()),
                     created_at=_when(ai["createdAt"]),
                     deleted_at=None if deleted_at is None else _when(deleted_at),
                 )
@@ -147,7 +147,7 @@ def load_seed(uow: UnitOfWork, data: dict[str, Any], secret_box: SecretBox) -> N
 def dump_seed(data: Dataset) -> dict[str, Any]:
     """All data as a seed document: what `GET /__mock/state` exports and `--seed` can load.
 
-    AI API key secrets (even encrypted), the JWT secret and replay records are left out; a
+    AI API key secret hashes, the JWT secret and replay records are left out; a
     load gives the keys new random secrets nobody has seen, as the demo fixture does.
     """
     return {
@@ -217,17 +217,17 @@ def dump_seed(data: Dataset) -> dict[str, Any]:
     }
 
 
-def replace_state(uow: UnitOfWork, data: dict[str, Any], secret_box: SecretBox) -> None:
+def replace_state(uow: UnitOfWork, data: dict[str, Any]) -> None:
     """Make a seed document the whole state, in the caller's transaction."""
     uow.clear()
-    load_seed(uow, data, secret_box)
+    load_seed(uow, data)
 
 
-def seed_if_empty(store: Store, seed_file: Path | None, secret_box: SecretBox) -> bool:
+def seed_if_empty(store: Store, seed_file: Path | None) -> bool:
     """Load the seed into an empty store; a store holding data is left alone. True if seeded."""
     data = read_seed(seed_file)
     with store.transaction() as uow:
         if not uow.is_empty():
             return False
-        load_seed(uow, data, secret_box)
+        load_seed(uow, data)
     return True

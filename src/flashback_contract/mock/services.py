@@ -1,4 +1,4 @@
-"""What handlers need from the running app: settings, store, secret box, clock."""
+"""What handlers need from the running app: settings, store, clock."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import flask
 
 from flashback_contract.domain import EventContext, EventType, SystemEvent
 from flashback_contract.mock.auth import Principal
-from flashback_contract.mock.crypto import SecretBox
 from flashback_contract.mock.settings import Settings
 from flashback_contract.store import Store, UnitOfWork
 
@@ -23,7 +22,6 @@ EXTENSION_KEY = "flashback_contract"
 class Services:
     settings: Settings
     store: Store
-    secret_box: SecretBox
     clock: Callable[[], datetime]
 
     def record_event(

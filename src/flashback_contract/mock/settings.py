@@ -15,8 +15,6 @@ class Settings:
     # None loads the demo fixture shipped with the package.
     seed_file: Path | None = None
     orgkeys_max: int = 5
-    # Fernet key for AI API key secrets; None generates a development key.
-    encryption_key: str | None = None
     validate_responses: bool = False
     # HS256 secret for JWT access tokens; None keeps a generated one with the store.
     jwt_secret: str | None = None
@@ -45,7 +43,5 @@ class Settings:
             values["jwt_secret"] = os.environ["FLASHBACK_JWT_SECRET"]
         if os.environ.get("FLASHBACK_CONTROL_TOKEN"):
             values["control_token"] = os.environ["FLASHBACK_CONTROL_TOKEN"]
-        if os.environ.get("FLASHBACK_ENCRYPTION_KEY"):
-            values["encryption_key"] = os.environ["FLASHBACK_ENCRYPTION_KEY"]
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

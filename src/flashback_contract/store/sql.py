@@ -117,7 +117,7 @@ repo_ai_api_keys = sa.Table(
     sa.Column("name", sa.String(255), nullable=False),
     sa.Column("key", sa.String(255)),
     sa.Column("ai_type", sa.String(16), nullable=False),
-    sa.Column("secret_encrypted", sa.LargeBinary, nullable=False),
+    sa.Column("secret_sha256", sa.String(64), nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("deleted_at", UtcDateTime),
 )
@@ -169,7 +169,7 @@ def _ai_key(row: Any) -> RepoAiApiKey:
         name=row.name,
         key=row.key,
         ai_type=AiType(row.ai_type),
-        secret_encrypted=bytes(row.secret_encrypted),
+        secret_sha256=row.secret_sha256,
         created_at=row.created_at,
         deleted_at=row.deleted_at,
     )
@@ -395,7 +395,7 @@ class SqlUnitOfWork:
                 name=key.name,
                 key=key.key,
                 ai_type=key.ai_type.value,
-                secret_encrypted=key.secret_encrypted,
+                secret_sha256=key.secret_sha256,
                 created_at=key.created_at,
                 deleted_at=key.deleted_at,
             )

@@ -42,7 +42,7 @@ def resetState(token_info: dict[str, Any] | None = None) -> tuple[dict[str, Any]
     services = _authorized(token_info)
     seed = read_seed(services.settings.seed_file)
     with services.store.transaction() as uow:
-        replace_state(uow, seed, services.secret_box)
+        replace_state(uow, seed)
     return {"success": True, "message": "State reset to the seed"}, 200
 
 
@@ -58,7 +58,7 @@ def importState(
     services = _authorized(token_info)
     try:
         with services.store.transaction() as uow:
-            replace_state(uow, body, services.secret_box)
+            replace_state(uow, body)
     except SeedError as exc:
         raise ApiError(400, f"State not imported, nothing changed: {exc}") from exc
     return {"success": True, "message": "State imported"}, 200

@@ -8,7 +8,7 @@ from typing import Any
 from flashback_contract.domain import AiType, EventContext, EventType, RepoAiApiKey, iso
 from flashback_contract.mock import policy
 from flashback_contract.mock.auth import Principal, principal_of
-from flashback_contract.mock.crypto import new_ai_api_key, new_ai_api_secret
+from flashback_contract.mock.crypto import new_ai_api_key, new_ai_api_secret, secret_sha256
 from flashback_contract.mock.errors import ApiError
 from flashback_contract.mock.services import current_services
 from flashback_contract.store import UnitOfWork
@@ -49,7 +49,7 @@ def createRepoAiApiKey(
             name=body["name"],
             key=new_ai_api_key(),
             ai_type=AiType(body["aiType"]),
-            secret_encrypted=services.secret_box.encrypt(secret),
+            secret_sha256=secret_sha256(secret),
             created_at=services.clock(),
         )
         uow.add_ai_key(key)
