@@ -1,24 +1,29 @@
-# `make serve` and `make test` each create or refresh .venv from pyproject.toml first.
+# `make serve` and `make test` each create or refresh .venv from pyproject.toml first:
+# `serve` installs the runtime only, `test` adds the dev extras (linters, pytest, Playwright).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+RUNTIME := $(VENV)/.installed-runtime
+DEV := $(VENV)/.installed-dev
 ARGS ?=
 
 .PHONY: serve test lint venv chromium clean
 
-$(STAMP): pyproject.toml
+$(RUNTIME): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
+	touch $(RUNTIME)
 
-venv: $(STAMP)
+$(DEV): $(RUNTIME)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(DEV)
 
-serve: $(STAMP)
+venv: $(DEV)
+
+serve: $(RUNTIME)
 	$(BIN)/flashback-contract serve $(ARGS)
 
-lint: $(STAMP)
+lint: $(DEV)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy src

@@ -3,24 +3,78 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from flashback_contract.mock.frontend import MAX_DELAY_MS
+from flashback_contract.mock.seed import StartingData
 from flashback_contract.mock.settings import Settings
 from flashback_contract.store import DEFAULT_STORE_URL
+
+# The banner lists this many static tokens; the control API's export has them all.
+MAX_TOKENS_SHOWN = 10
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    """Bind the server's socket before anything is printed, so a busy port fails first."""
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def _banner(
+    url: str, settings: Settings, starting: StartingData, seed_name: str, reset: bool
+) -> list[str]:
+    lines = [f"Flashback mock serving on {url}", f"Store: {settings.store_url}"]
+    if not starting.seeded:
+        lines.append(
+            f"Data: kept existing data ({starting.kept_keys} keys); "
+            "`--reset` or `POST /__mock/reset` to start over"
+            + (f" (both load {seed_name}, which was not loaded now)" if settings.seed_file else "")
+        )
+    else:
+        lines.append(f"Data: {'reset to' if reset else 'seeded from'} {seed_name}")
+    lines.append(f"Contract: {url}/openapi.yaml, Swagger UI: {url}/ui/, index: {url}/")
+    cors = ", ".join(settings.cors_origins) if settings.cors else "off"
+    control = "control token required" if settings.control_token else "loopback clients only"
+    lines.append(f"CORS: {cors}; mock control: {url}/__mock/ ({control})")
+    injected = []
+    if settings.delay_ms:
+        injected.append(f"every operation delayed {settings.delay_ms} ms")
+    if settings.fail_rate:
+        injected.append(f"{settings.fail_rate:.0%} of requests answered with the documented 500")
+    if injected:
+        lines.append("Injected: " + "; ".join(injected))
+    if starting.tokens:
+        lines.append("Tokens (Authorization: Bearer TOKEN):")
+        shown = starting.tokens[:MAX_TOKENS_SHOWN]
+        lines += [f"  {token:<20} {user} ({org}, {role})" for user, org, role, token in shown]
+        if len(starting.tokens) > len(shown):
+            lines.append(f"  ... and {len(starting.tokens) - len(shown)} more (GET /__mock/state)")
+    lines.append("Press Ctrl+C to stop.")
+    return lines
 
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from flashback_contract.mock.app import create_app
-    from flashback_contract.mock.seed import SeedError, read_seed
-    from flashback_contract.store import StoreUrlError
+    from flashback_contract.mock.seed import SeedError, prepare_store, read_seed
+    from flashback_contract.store import StoreUrlError, open_store
 
     if not 0.0 <= args.fail_rate <= 1.0:
         print("flashback-contract: --fail-rate is a share, from 0 to 1", file=sys.stderr)
@@ -34,33 +88,42 @@ def _serve(args: argparse.Namespace) -> int:
         control_token=args.control_token,
         cors=not args.no_cors,
         cors_origins=tuple(args.cors_origin) or None,
+        cors_headers=tuple(args.cors_header),
         delay_ms=args.delay_ms,
         fail_rate=args.fail_rate,
     )
     try:
-        seed = read_seed(settings.seed_file)
-        app = create_app(settings)
+        store = open_store(settings.store_url)
+        read_seed(settings.seed_file)
     except (SeedError, StoreUrlError, OSError) as exc:
         print(f"flashback-contract: {exc}", file=sys.stderr)
         return 2
-
-    url = f"http://{args.host}:{args.port}"
-    print(f"Flashback mock serving on {url}")
-    print(f"Store: {settings.store_url}")
-    print(f"Contract: {url}/openapi.yaml, Swagger UI: {url}/ui/")
-    cors = ", ".join(settings.cors_origins) if settings.cors else "off"
-    print(f"CORS: {cors}; mock control: {url}/__mock/ ", end="")
-    print("(control token required)" if settings.control_token else "(loopback clients only)")
-    print("Tokens (Authorization: Bearer TOKEN):")
-    for user in seed.get("users", []):
-        if user.get("token"):
-            print(f"  {user['token']:<20} {user['id']} ({user['org']}, {user['role']})")
-    print("Press Ctrl+C to stop.", flush=True)
-    # uvicorn shuts down gracefully on SIGINT and SIGTERM, then re-raises the signal to
-    # the handler it found; with this one the process ends normally, with status 0.
-    for stop in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(stop, lambda *_: None)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    try:
+        sock = _listening_socket(args.host, args.port)
+    except OSError as exc:
+        reason = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be used ({exc})"
+        print(
+            f"flashback-contract: port {args.port} on {args.host} {reason}: stop the other "
+            f"server or choose another port with --port (make serve ARGS='--port 9000')",
+            file=sys.stderr,
+        )
+        return 3
+    with sock:
+        try:
+            starting = prepare_store(store, settings.seed_file, reset=args.reset)
+            app = create_app(settings, store=store)
+        except (SeedError, OSError) as exc:
+            print(f"flashback-contract: {exc}", file=sys.stderr)
+            return 2
+        url = f"http://{args.host}:{args.port}"
+        seed_name = str(settings.seed_file) if settings.seed_file else "the demo fixture"
+        print("\n".join(_banner(url, settings, starting, seed_name, args.reset)), flush=True)
+        # uvicorn shuts down gracefully on SIGINT and SIGTERM, then re-raises the signal to
+        # the handler it found; with this one the process ends normally, with status 0.
+        for stop in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(stop, lambda *_: None)
+        config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level)
+        uvicorn.Server(config).run(sockets=[sock])
     print("Stopped.", flush=True)
     return 0
 
@@ -146,18 +209,48 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="serve the stateful mock")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
+    serve = commands.add_parser(
+        "serve",
+        help="serve the stateful mock",
+        description=(
+            "Serve the stateful mock of the Flashback API, routed by openapi.yaml: the contract's "
+            "operations with the demo data (or --seed), Swagger UI at /ui/ and the mock control "
+            "API at /__mock/. An existing store's data is kept unless --reset. Exit status: 0 "
+            "stopped (Ctrl+C or SIGTERM), 2 an option, seed or store was refused, 3 the port "
+            "cannot be used."
+        ),
+    )
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="interface to listen on (default 127.0.0.1; 0.0.0.0 for every interface)",
+    )
+    serve.add_argument("--port", type=int, default=8080, help="TCP port (default 8080)")
     serve.add_argument(
         "--store",
         default=None,
-        help=f"memory://, sqlite:///PATH or postgresql://... (default {DEFAULT_STORE_URL})",
+        help=f"memory://, sqlite:///PATH or postgresql://... (default $FLASHBACK_STORE, "
+        f"else {DEFAULT_STORE_URL})",
     )
     serve.add_argument(
-        "--seed", type=Path, default=None, help="YAML seed file (default: the demo fixture)"
+        "--seed",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="YAML seed file (default: the demo fixture), loaded into an empty store, with "
+        "--reset, and by POST /__mock/reset",
     )
-    serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--reset",
+        action="store_true",
+        help="replace the store's data with the seed before serving (default: keep it)",
+    )
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug", "trace"],
+        help="server log level (default info)",
+    )
     serve.add_argument(
         "--cors-origin",
         action="append",
@@ -165,31 +258,70 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ORIGIN",
         help="allow this browser origin (repeatable; default: any origin)",
     )
+    serve.add_argument(
+        "--cors-header",
+        action="append",
+        default=[],
+        metavar="HEADER",
+        help="also allow this request header in CORS preflights (repeatable)",
+    )
     serve.add_argument("--no-cors", action="store_true", help="send no CORS headers")
     serve.add_argument(
-        "--control-token", help="require this Bearer token on /__mock/ (default: loopback only)"
+        "--control-token",
+        metavar="TOKEN",
+        help="require this Bearer token on /__mock/ (default $FLASHBACK_CONTROL_TOKEN, else "
+        "loopback clients only)",
     )
-    serve.add_argument("--delay-ms", type=int, default=0, help="latency added to every operation")
+    serve.add_argument(
+        "--delay-ms",
+        type=int,
+        default=0,
+        metavar="N",
+        help=f"milliseconds added to every operation (0 to {MAX_DELAY_MS}; default 0)",
+    )
     serve.add_argument(
         "--fail-rate",
         type=float,
         default=0.0,
-        help="share of requests answered with the documented 500 (0 to 1)",
+        metavar="P",
+        help="share of requests answered with the documented 500 (0 to 1; default 0)",
     )
     serve.set_defaults(func=_serve)
 
     node_sign = commands.add_parser(
         "node-sign",
         help="print a signed POST /register (or /unregister) body for a bridge node",
-        description="Sign a node registration body with an organization private key (PEM).",
+        description=(
+            "Print a POST /register body (or, with --unregister, a POST /unregister body) signed "
+            "with an organization private key (PEM), ready for curl -d @FILE. --provider, "
+            "--region, --version, --status and --services are the registration's fields; an "
+            "unregistration carries only ip, timestamp and id_org."
+        ),
     )
     node_sign.add_argument("--key", type=Path, required=True, help="organization private key")
     node_sign.add_argument("--ip", required=True, help="the node's IP (its id)")
     node_sign.add_argument("--org", help="id_org: the organization whose key signs")
-    node_sign.add_argument("--provider", default="S3", choices=["S3", "GCS", "AZURE"])
-    node_sign.add_argument("--region", default="us-east-1")
-    node_sign.add_argument("--version", default="1.0.0")
-    node_sign.add_argument("--status", default="online")
+    node_sign.add_argument(
+        "--provider",
+        default="S3",
+        choices=["S3", "GCS", "AZURE"],
+        help="the node's storage provider (default S3)",
+    )
+    node_sign.add_argument(
+        "--region",
+        default="us-east-1",
+        help="the provider region the node serves, free text (default us-east-1)",
+    )
+    node_sign.add_argument(
+        "--version",
+        default="1.0.0",
+        help="the node software's version, free text (default 1.0.0)",
+    )
+    node_sign.add_argument(
+        "--status",
+        default="online",
+        help="the node's status as it reports it, free text (default online)",
+    )
     node_sign.add_argument("--services", type=int, help="nodeServices bit field")
     node_sign.add_argument("--timestamp", help="RFC 3339 date-time (default: now)")
     node_sign.add_argument(
@@ -236,9 +368,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--seed", type=int, help="repeat a run")
     check.add_argument("--junit", type=Path, help="write a JUnit XML report here")
-    check.add_argument("--max-examples", type=int, default=20)
-    check.add_argument("--workers", type=int, default=1)
-    check.add_argument("--request-timeout", type=float, default=10.0, metavar="SECONDS")
+    check.add_argument(
+        "--max-examples", type=int, default=20, help="cases per operation and phase (default 20)"
+    )
+    check.add_argument("--workers", type=int, default=1, help="parallel workers (default 1)")
+    check.add_argument(
+        "--request-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="per request (default 10)",
+    )
     check.set_defaults(func=_check)
     return parser
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
@@ -231,3 +232,29 @@ def seed_if_empty(store: Store, seed_file: Path | None) -> bool:
             return False
         load_seed(uow, data)
     return True
+
+
+@dataclass(frozen=True)
+class StartingData:
+    """What a store held when the server started: seeded now, or kept from an earlier run."""
+
+    seeded: bool
+    # Organization keys and active AI API keys; 0 when seeded.
+    kept_keys: int
+    # (user id, organization, role, token) of the users holding a static token.
+    tokens: list[tuple[str, str, str, str]]
+
+
+def prepare_store(store: Store, seed_file: Path | None, reset: bool) -> StartingData:
+    """Seed an empty store (or any store, with ``reset``); otherwise keep its data as it is."""
+    data = read_seed(seed_file)
+    with store.transaction() as uow:
+        seeded = reset or uow.is_empty()
+        if seeded:
+            replace_state(uow, data)
+        everything = uow.everything()
+    kept_keys = 0
+    if not seeded:
+        kept_keys = len(everything.org_keys) + sum(not k.is_deleted for k in everything.ai_keys)
+    tokens = [(u.id, u.org_id, u.role.name, t) for u, t in everything.users if t]
+    return StartingData(seeded=seeded, kept_keys=kept_keys, tokens=sorted(tokens))

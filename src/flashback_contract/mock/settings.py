@@ -23,6 +23,8 @@ class Settings:
     # CORS for browser apps on other origins: on by default, any origin, no credentials.
     cors: bool = True
     cors_origins: tuple[str, ...] = ("*",)
+    # Request headers allowed in preflights besides those the contract and the mock use.
+    cors_headers: tuple[str, ...] = ()
     # Latency added to every contract operation, and the share answered with a documented 500.
     delay_ms: int = 0
     fail_rate: float = 0.0
