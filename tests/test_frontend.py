@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -259,3 +260,122 @@ def test_prefer_parsing_follows_rfc_7240_separators() -> None:
         "example": "quota",
         "delay": "10",
     }
+
+
+def with_scope(app: FlaskApp) -> tuple[Any, list[dict[str, Any]]]:
+    """The app behind an outer ASGI layer that keeps each request's scope, as a log would."""
+    scopes: list[dict[str, Any]] = []
+
+    async def outer(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            scopes.append(scope)
+        await app(scope, receive, send)
+
+    return outer, scopes
+
+
+def test_a_forced_code_says_preference_applied_and_marks_the_request(app: FlaskApp) -> None:
+    outer, scopes = with_scope(app)
+    with TestClient(outer) as client:
+        response = client.get(
+            "/organization/org-acme/key",
+            headers={**bearer(OWNER), "Prefer": "code=403, delay=1, respond-async"},
+        )
+
+    assert response.status_code == 403
+    # Only honoured preferences are named; unknown ones (respond-async) are ignored.
+    assert response.headers["preference-applied"] == "code=403, delay=1"
+    assert scopes[-1]["state"]["forced"] == "Prefer: code=403"
+
+
+def test_a_forced_401_and_a_named_example_say_preference_applied(app: FlaskApp) -> None:
+    outer, scopes = with_scope(app)
+    with TestClient(outer) as client:
+        forced_401 = client.get("/organization/org-acme/key", headers={"Prefer": "code=401"})
+        marks = [scopes[-1]["state"]["forced"]]
+        example = client.post(
+            "/organization/org-acme/key", headers={**bearer(OWNER), "Prefer": "example=quota"}
+        )
+        marks.append(scopes[-1]["state"]["forced"])
+
+    assert forced_401.headers["preference-applied"] == "code=401"
+    assert example.headers["preference-applied"] == "example=quota"
+    assert marks == ["Prefer: code=401", "Prefer: example=quota"]
+
+
+def test_a_delay_alone_is_applied_to_the_real_answer_which_is_not_forced(app: FlaskApp) -> None:
+    outer, scopes = with_scope(app)
+    with TestClient(outer) as client:
+        response = client.get(
+            "/organization/org-acme/key", headers={**bearer(OWNER), "Prefer": "delay=1"}
+        )
+
+    assert response.status_code == 200 and len(response.json()["data"]) == 3
+    assert response.headers["preference-applied"] == "delay=1"
+    assert "forced" not in scopes[-1].get("state", {})
+
+
+def test_no_prefer_no_preference_applied(client: TestClient) -> None:
+    response = client.get(
+        "/organization/org-acme/key", headers={**bearer(OWNER), "Prefer": "respond-async"}
+    )
+
+    assert "preference-applied" not in response.headers
+
+
+def test_an_injected_failure_is_marked_as_forced(make_app: Callable[..., FlaskApp]) -> None:
+    outer, scopes = with_scope(make_app(fail_rate=1.0))
+    with TestClient(outer) as client:
+        response = client.get("/organization/org-acme/key", headers=bearer(OWNER))
+
+    assert response.status_code == 500
+    assert scopes[-1]["state"]["forced"] == "--fail-rate"
+    assert "preference-applied" not in response.headers
+
+
+def preflight_headers(client: TestClient, requested: str) -> Any:
+    return client.options(
+        "/repo/repo-acme-main/ai/apikey",
+        headers={
+            "Origin": ORIGIN,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": requested,
+        },
+    )
+
+
+def test_a_preflight_allows_x_request_id_and_prefer(client: TestClient) -> None:
+    response = preflight_headers(client, "authorization, content-type, prefer, x-request-id")
+
+    assert response.status_code == 200
+
+
+def test_cors_header_allows_more_request_headers(make_app: Callable[..., FlaskApp]) -> None:
+    with (
+        make_app().test_client() as default,
+        make_app(cors_headers=("X-Trace",)).test_client() as c,
+    ):
+        refused = preflight_headers(default, "x-trace")
+        allowed = preflight_headers(c, "x-trace")
+
+    assert refused.status_code == 400
+    assert refused.json()["message"] == "Disallowed CORS headers (CORS preflight refused)"
+    assert allowed.status_code == 200
+    assert "X-Trace" in allowed.headers["access-control-allow-headers"].split(", ")
+
+
+def test_the_readme_lists_exactly_the_headers_a_preflight_allows(client: TestClient) -> None:
+    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text("utf-8").split())
+    listed = readme.split("exactly these request headers: ", 1)[1]
+    listed_headers = {name.strip("`,. ") for name in listed.split(";", 1)[0].split(", ")}
+
+    response = preflight_headers(client, "authorization")
+
+    assert set(response.headers["access-control-allow-headers"].split(", ")) == listed_headers
+
+
+def test_browser_apps_may_read_the_headers_the_mock_adds(client: TestClient) -> None:
+    response = client.get("/organization/org-acme/key", headers={**bearer(OWNER), "Origin": ORIGIN})
+
+    exposed = response.headers["access-control-expose-headers"].split(", ")
+    assert {"X-Organization-Key-Id", "Preference-Applied", "Content-Disposition"} <= set(exposed)

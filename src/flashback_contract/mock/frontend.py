@@ -13,7 +13,7 @@ from connexion.middleware import MiddlewarePosition
 from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from werkzeug.datastructures import MIMEAccept
 from werkzeug.http import parse_accept_header
 
@@ -42,6 +42,54 @@ class EnvelopeCORSMiddleware(CORSMiddleware):
             media_type="application/json",
             headers=headers,
         )
+
+
+# Request headers the mock itself reads (Prefer) or that tracing front ends commonly send.
+MOCK_REQUEST_HEADERS = ("Prefer", "X-Request-Id")
+# Response headers the mock adds beside the contract's own.
+MOCK_RESPONSE_HEADERS = ("Content-Disposition", "Preference-Applied")
+
+
+def contract_request_headers() -> list[str]:
+    """Request headers the contract uses: header parameters, Bearer auth, bodies, negotiation."""
+    spec = load_spec()
+    headers = {"Accept"}
+    for item in spec["paths"].values():
+        operations = [op for method, op in item.items() if method in HTTP_METHODS]
+        for operation in operations:
+            if "requestBody" in operation:
+                headers.add("Content-Type")
+        for parameter in [*item.get("parameters", [])] + [
+            p for op in operations for p in op.get("parameters", [])
+        ]:
+            if parameter.get("in") == "header":
+                headers.add(parameter["name"])
+    for scheme in spec.get("components", {}).get("securitySchemes", {}).values():
+        if scheme.get("type") == "http" or scheme.get("type") == "oauth2":
+            headers.add("Authorization")
+        elif scheme.get("type") == "apiKey" and scheme.get("in") == "header":
+            headers.add(scheme["name"])
+    return sorted(headers)
+
+
+def contract_response_headers() -> list[str]:
+    """Response headers the contract documents (a browser app may read them)."""
+    spec = load_spec()
+    return sorted(
+        {
+            name
+            for item in spec["paths"].values()
+            for method, op in item.items()
+            if method in HTTP_METHODS
+            for response in op.get("responses", {}).values()
+            for name in response.get("headers", {})
+        }
+    )
+
+
+def cors_allowed_headers(settings: Settings) -> list[str]:
+    """Every request header a preflight allows: the contract's, the mock's and --cors-header."""
+    return sorted({*contract_request_headers(), *MOCK_REQUEST_HEADERS, *settings.cors_headers})
 
 
 def contract_methods() -> list[str]:
@@ -149,20 +197,23 @@ class PreferMiddleware:
         forced = preferences.get("code")
         if self.before_security:
             if forced == "401":
-                await self._respond(
-                    documented_response(operation, forced, None, accept), scope, receive, send
-                )
+                chosen = documented_response(operation, forced, None, accept)
+                await self._respond(chosen, ["code"], preferences, scope, receive, send)
             else:
                 await self.app(scope, receive, send)
             return
         await asyncio.sleep(self._delay_ms(preferences) / 1000)
+        delayed = ["delay"] if "delay" in preferences else []
         if self.settings.fail_rate and random.random() < self.settings.fail_rate:
-            await self._respond(
-                documented_response(operation, "500", None, accept), scope, receive, send
-            )
+            chosen = documented_response(operation, "500", None, accept)
+            scope.setdefault("state", {})["forced"] = "--fail-rate"
+            await self._respond(chosen, delayed, preferences, scope, receive, send)
         elif forced is not None or "example" in preferences:
             chosen = documented_response(operation, forced, preferences.get("example"), accept)
-            await self._respond(chosen, scope, receive, send)
+            applied = [name for name in ("code", "example") if name in preferences] + delayed
+            await self._respond(chosen, applied, preferences, scope, receive, send)
+        elif delayed:
+            await self.app(scope, receive, _applying(delayed, preferences, send))
         else:
             await self.app(scope, receive, send)
 
@@ -181,11 +232,41 @@ class PreferMiddleware:
 
     @staticmethod
     async def _respond(
-        chosen: tuple[int, str, Any], scope: Scope, receive: Receive, send: Send
+        chosen: tuple[int, str, Any],
+        applied: list[str],
+        preferences: dict[str, str],
+        scope: Scope,
+        receive: Receive,
+        send: Send,
     ) -> None:
         status, media_type, body = chosen
+        if applied and applied != ["delay"]:
+            # The access log marks answers the server made up rather than computed.
+            scope.setdefault("state", {})["forced"] = "Prefer: " + _preference_applied(
+                [name for name in applied if name != "delay"], preferences
+            )
         text = json.dumps(body) if media_type == "application/json" else str(body)
-        await Response(text, status_code=status, media_type=media_type)(scope, receive, send)
+        response = Response(text, status_code=status, media_type=media_type)
+        if applied:
+            response.headers["Preference-Applied"] = _preference_applied(applied, preferences)
+        await response(scope, receive, send)
+
+
+def _preference_applied(applied: list[str], preferences: dict[str, str]) -> str:
+    """The ``Preference-Applied`` value (RFC 7240) for the honoured preferences."""
+    return ", ".join(f"{name}={preferences[name]}" for name in applied)
+
+
+def _applying(applied: list[str], preferences: dict[str, str], send: Send) -> Send:
+    """``send`` with ``Preference-Applied`` added to the response's headers."""
+    value = _preference_applied(applied, preferences).encode("latin-1")
+
+    async def send_with_header(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message["headers"], (b"preference-applied", value)]}
+        await send(message)
+
+    return send_with_header
 
 
 def install(app: FlaskApp, settings: Settings) -> None:
@@ -196,8 +277,8 @@ def install(app: FlaskApp, settings: Settings) -> None:
             position=MiddlewarePosition.BEFORE_EXCEPTION,
             allow_origins=list(settings.cors_origins),
             allow_methods=contract_methods(),
-            allow_headers=["Authorization", "Content-Type", "Prefer"],
-            expose_headers=["X-Organization-Key-Id", "Content-Disposition"],
+            allow_headers=cors_allowed_headers(settings),
+            expose_headers=sorted({*contract_response_headers(), *MOCK_RESPONSE_HEADERS}),
             allow_credentials=False,
         )
     app.add_middleware(
