@@ -16,6 +16,7 @@ from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from flashback_contract.contract import allowed_methods
+from flashback_contract.web import envelope
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +34,6 @@ class ApiError(Exception):
         self.status = status
         self.message = message
         self.error_code = error_code
-
-
-def envelope(message: str, error_code: str | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {"success": False, "message": message}
-    if error_code is not None:
-        body.update(errorCode=error_code, errorMessage=message)
-    return body
 
 
 def _body(message: str, error_code: str | None = None) -> bytes:

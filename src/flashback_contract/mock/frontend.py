@@ -11,92 +11,24 @@ from connexion import FlaskApp
 from connexion.exceptions import BadRequestProblem
 from connexion.middleware import MiddlewarePosition
 from starlette.datastructures import Headers
-from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from werkzeug.datastructures import MIMEAccept
 from werkzeug.http import parse_accept_header
 
 from flashback_contract.contract import HTTP_METHODS, load_spec
-from flashback_contract.mock.errors import envelope
 from flashback_contract.mock.settings import Settings
+from flashback_contract.web import EnvelopeCORSMiddleware, cors_options
 
 MAX_DELAY_MS = 10_000
 # Prism's Prefer preferences this mock honours.
 PREFERENCES = ("code", "example", "delay")
 
 
-class EnvelopeCORSMiddleware(CORSMiddleware):
-    """Starlette's CORS, with refused preflights answered in the documented envelope."""
-
-    def preflight_response(self, request_headers: Headers) -> Response:
-        response = super().preflight_response(request_headers)
-        if response.status_code < 400:
-            return response
-        reason = bytes(response.body).decode("utf-8", "replace")
-        headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
-        headers.pop("content-type", None)
-        return Response(
-            json.dumps(envelope(f"{reason} (CORS preflight refused)")),
-            status_code=response.status_code,
-            media_type="application/json",
-            headers=headers,
-        )
-
-
 # Request headers the mock itself reads (Prefer) or that tracing front ends commonly send.
 MOCK_REQUEST_HEADERS = ("Prefer", "X-Request-Id")
 # Response headers the mock adds beside the contract's own.
 MOCK_RESPONSE_HEADERS = ("Content-Disposition", "Preference-Applied")
-
-
-def contract_request_headers() -> list[str]:
-    """Request headers the contract uses: header parameters, Bearer auth, bodies, negotiation."""
-    spec = load_spec()
-    headers = {"Accept"}
-    for item in spec["paths"].values():
-        operations = [op for method, op in item.items() if method in HTTP_METHODS]
-        for operation in operations:
-            if "requestBody" in operation:
-                headers.add("Content-Type")
-        for parameter in [*item.get("parameters", [])] + [
-            p for op in operations for p in op.get("parameters", [])
-        ]:
-            if parameter.get("in") == "header":
-                headers.add(parameter["name"])
-    for scheme in spec.get("components", {}).get("securitySchemes", {}).values():
-        if scheme.get("type") == "http" or scheme.get("type") == "oauth2":
-            headers.add("Authorization")
-        elif scheme.get("type") == "apiKey" and scheme.get("in") == "header":
-            headers.add(scheme["name"])
-    return sorted(headers)
-
-
-def contract_response_headers() -> list[str]:
-    """Response headers the contract documents (a browser app may read them)."""
-    spec = load_spec()
-    return sorted(
-        {
-            name
-            for item in spec["paths"].values()
-            for method, op in item.items()
-            if method in HTTP_METHODS
-            for response in op.get("responses", {}).values()
-            for name in response.get("headers", {})
-        }
-    )
-
-
-def cors_allowed_headers(settings: Settings) -> list[str]:
-    """Every request header a preflight allows: the contract's, the mock's and --cors-header."""
-    return sorted({*contract_request_headers(), *MOCK_REQUEST_HEADERS, *settings.cors_headers})
-
-
-def contract_methods() -> list[str]:
-    """Every method the contract uses, for preflight answers."""
-    return sorted(
-        {m.upper() for item in load_spec()["paths"].values() for m in item if m in HTTP_METHODS}
-    )
 
 
 def parse_prefer(value: str) -> dict[str, str]:
@@ -275,11 +207,11 @@ def install(app: FlaskApp, settings: Settings) -> None:
         app.add_middleware(
             EnvelopeCORSMiddleware,
             position=MiddlewarePosition.BEFORE_EXCEPTION,
-            allow_origins=list(settings.cors_origins),
-            allow_methods=contract_methods(),
-            allow_headers=cors_allowed_headers(settings),
-            expose_headers=sorted({*contract_response_headers(), *MOCK_RESPONSE_HEADERS}),
-            allow_credentials=False,
+            **cors_options(
+                settings.cors_origins,
+                allow_headers=(*MOCK_REQUEST_HEADERS, *settings.cors_headers),
+                expose_headers=MOCK_RESPONSE_HEADERS,
+            ),
         )
     app.add_middleware(
         PreferMiddleware,
