@@ -175,6 +175,63 @@ def _check(args: argparse.Namespace) -> int:
     return check(options)
 
 
+def _proxy(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from flashback_contract.conformance.proxy import ProxyOptions, create_proxy
+    from flashback_contract.conformance.report import REPORT_SUFFIXES
+    from flashback_contract.contract import read_spec
+
+    for report in args.report:
+        if report.suffix not in REPORT_SUFFIXES:
+            print(f"flashback-contract: --report {report}: use .md or .json", file=sys.stderr)
+            return 2
+    try:
+        spec = read_spec(args.spec)
+        options = ProxyOptions(
+            upstream=args.upstream,
+            strict=args.strict,
+            timeout=args.timeout,
+            cors=not args.no_cors,
+            cors_origins=tuple(args.cors_origin) or ("*",),
+        )
+        proxy = create_proxy(options, spec, record=args.record is not None)
+    except (OSError, ValueError) as exc:
+        print(f"flashback-contract: {exc}", file=sys.stderr)
+        return 2
+
+    url = f"http://{args.host}:{args.port}"
+    print(f"Contract proxy on {url} -> {args.upstream}", end="")
+    print(" (strict: violating exchanges are refused)" if args.strict else "")
+    print(f"Report while running: {url}/__proxy/report (JSON), ?format=md (Markdown)")
+    print("Press Ctrl+C to stop and write the report.", flush=True)
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, lambda *_: None)
+    # No Server or Date header of the proxy's own: answers go back as the upstream sent them.
+    uvicorn.run(
+        proxy.app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        access_log=False,
+        server_header=False,
+        date_header=False,
+    )
+    status = proxy.finish(args.report, args.junit, args.record)
+    report = proxy.report
+    print(
+        f"{report.calls} call(s), {len(report.operations)} operation(s), "
+        f"{report.violations} violation(s)."
+    )
+    for path in [*args.report, *([args.junit] if args.junit else [])]:
+        print(f"Report: {path}")
+    if args.record is not None and proxy.recorder is not None:
+        print(f"Recorded seed: {args.record} (serve --seed {args.record}); tokens:")
+        for org in proxy.recorder.seed()["organizations"]:
+            print(f"  {proxy.recorder.token(org['id']):<30} OWNER of {org['id']}")
+    return status
+
+
 def _token(args: argparse.Namespace) -> int:
     from datetime import timedelta
 
@@ -380,6 +437,45 @@ def build_parser() -> argparse.ArgumentParser:
         help="per request (default 10)",
     )
     check.set_defaults(func=_check)
+
+    proxy = commands.add_parser(
+        "proxy",
+        help="forward real traffic to a backend, checking it against the contract",
+        description=(
+            "Forward every request to UPSTREAM unchanged and its answer back unchanged, adding "
+            "X-Contract-Violations where the exchange disagrees with the contract. On Ctrl+C or "
+            "SIGTERM, write the reports. Exit status: 0 no violation seen, 1 violations, "
+            "2 usage."
+        ),
+    )
+    proxy.add_argument("--upstream", required=True, help="the backend, e.g. https://staging...")
+    proxy.add_argument("--host", default="127.0.0.1")
+    proxy.add_argument("--port", type=int, default=8081)
+    proxy.add_argument("--spec", type=Path, help="contract file (default: the bundled one)")
+    proxy.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse violating requests (400) and replace violating responses (502)",
+    )
+    proxy.add_argument(
+        "--report",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="write the report on exit: FILE.md Markdown, FILE.json JSON (repeatable)",
+    )
+    proxy.add_argument("--junit", type=Path, metavar="FILE", help="JUnit XML, a case per operation")
+    proxy.add_argument(
+        "--record", type=Path, metavar="FILE", help="write a seed file for serve --seed on exit"
+    )
+    proxy.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS")
+    proxy.add_argument(
+        "--cors-origin", action="append", default=[], metavar="ORIGIN", help="as for serve"
+    )
+    proxy.add_argument("--no-cors", action="store_true", help="send no CORS headers")
+    proxy.add_argument("--log-level", default="info")
+    proxy.set_defaults(func=_proxy)
     return parser
 
 

@@ -30,6 +30,16 @@ def load_spec() -> dict[str, Any]:
     return data
 
 
+def read_spec(path: Path | None) -> dict[str, Any]:
+    """The contract at ``path`` (YAML or JSON), or the bundled one when None."""
+    if path is None:
+        return load_spec()
+    data = yaml.safe_load(Path(path).read_text("utf-8"))
+    if not isinstance(data, dict) or "paths" not in data:
+        raise ValueError(f"{path}: not an OpenAPI document")
+    return data
+
+
 HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
 
 
