@@ -1,7 +1,8 @@
 """flashback-contract: the Flashback API contract, a stateful mock and a conformance harness.
 
 The package holds three products around one contract (``contract.py``, ``openapi.yaml``):
-``mock/`` (the stateful mock server), ``conformance/`` (``check``) and ``store/`` below the mock.
+``mock/`` (the stateful mock server), ``conformance/`` (``check``, the validating ``proxy`` and
+its reports) and ``store/`` below the mock; ``web.py`` holds the envelope and CORS both serve with.
 """
 
 from __future__ import annotations

@@ -177,8 +177,8 @@ class ContractProxy:
             message = "Request violates the contract: " + "; ".join(
                 v.short() for v in violations[:10]
             )
-            await self._send_envelope(send, 400, message, violations)
             self._observe(operation, exchange, example_request, 400, violations, None, None, "")
+            await self._send_envelope(send, 400, message, violations)
             return
         await self._forward(scope, exchange, operation, violations, example_request, send)
 
@@ -318,40 +318,33 @@ class ContractProxy:
                 exchange.path,
                 MAX_CHECKED_BODY,
             )
-        response_excerpt = redact_body(decoded if decoded is not None else b"")
         parsed = _json_body(decoded, media_type)
+        # Written down before the answer goes back: a client that reads the report right
+        # after its call finds the call in it.
+        elapsed = (time.monotonic() - started) * 1000
+        self._log(exchange, operation, status, violations, elapsed)
+        example = Example(example_request, status, redact_body(decoded or b""))
+        self._observe(
+            operation, exchange, example_request, status, violations, example, parsed, media_type
+        )
+        if self.recorder is not None and operation is not None and 200 <= status < 300:
+            self.recorder.observe(operation, exchange, headers, decoded, parsed)
         response_violations = [v for v in violations if v.side == "response"]
         if self.options.strict and response_violations and not overflow:
             message = "Response violates the contract: " + "; ".join(
                 v.short() for v in response_violations[:10]
             )
             await self._send_envelope(send, 502, message, violations)
-        else:
-            if violations:
-                raw_headers.append(
-                    (VIOLATIONS_HEADER.encode(), violations_header(violations).encode())
-                )
-            await send({"type": "http.response.start", "status": status, "headers": raw_headers})
-            for chunk in chunks:
+            return
+        if violations:
+            raw_headers.append((VIOLATIONS_HEADER.encode(), violations_header(violations).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+        for chunk in chunks:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        if overflow:
+            async for chunk in stream:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            if overflow:
-                async for chunk in stream:
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        elapsed = (time.monotonic() - started) * 1000
-        self._log(exchange, operation, status, violations, elapsed)
-        self._observe(
-            operation,
-            exchange,
-            example_request,
-            status,
-            violations,
-            Example(example_request, status, response_excerpt),
-            parsed,
-            media_type,
-        )
-        if self.recorder is not None and operation is not None and 200 <= status < 300:
-            self.recorder.observe(operation, exchange, headers, decoded, parsed)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     def _observe(
         self,
