@@ -194,6 +194,7 @@ def _proxy(args: argparse.Namespace) -> int:
             timeout=args.timeout,
             cors=not args.no_cors,
             cors_origins=tuple(args.cors_origin) or ("*",),
+            cors_headers=tuple(args.cors_header),
         )
         proxy = create_proxy(options, spec, record=args.record is not None)
     except (OSError, ValueError) as exc:
@@ -472,6 +473,13 @@ def build_parser() -> argparse.ArgumentParser:
     proxy.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS")
     proxy.add_argument(
         "--cors-origin", action="append", default=[], metavar="ORIGIN", help="as for serve"
+    )
+    proxy.add_argument(
+        "--cors-header",
+        action="append",
+        default=[],
+        metavar="HEADER",
+        help="also allow this request header in preflights (repeatable), as for serve",
     )
     proxy.add_argument("--no-cors", action="store_true", help="send no CORS headers")
     proxy.add_argument("--log-level", default="info")

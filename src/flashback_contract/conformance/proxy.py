@@ -64,6 +64,8 @@ class ProxyOptions:
     timeout: float = 30.0
     cors: bool = True
     cors_origins: tuple[str, ...] = ("*",)
+    # Request headers preflights allow beyond the contract's own.
+    cors_headers: tuple[str, ...] = ()
 
 
 def violations_header(violations: list[Violation]) -> str:
@@ -473,6 +475,12 @@ def create_proxy(
     app: ASGIApp = proxy
     if options.cors:
         app = EnvelopeCORSMiddleware(
-            proxy, **cors_options(options.cors_origins, spec, expose_headers=[VIOLATIONS_HEADER])
+            proxy,
+            **cors_options(
+                options.cors_origins,
+                spec,
+                allow_headers=options.cors_headers,
+                expose_headers=[VIOLATIONS_HEADER],
+            ),
         )
     return Proxy(app, proxy, report, recorder)
