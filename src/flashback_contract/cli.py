@@ -91,6 +91,7 @@ def _serve(args: argparse.Namespace) -> int:
         cors_headers=tuple(args.cors_header),
         delay_ms=args.delay_ms,
         fail_rate=args.fail_rate,
+        max_body_bytes=args.max_body_bytes,
     )
     try:
         store = open_store(settings.store_url)
@@ -343,6 +344,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         metavar="P",
         help="share of requests answered with the documented 500 (0 to 1; default 0)",
+    )
+    serve.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=None,
+        help="larger request bodies are refused with 413 (default 1048576)",
     )
     serve.set_defaults(func=_serve)
 

@@ -7,12 +7,14 @@ from importlib import resources
 from pathlib import Path
 
 from connexion import FlaskApp
+from connexion.middleware import MiddlewarePosition
 
 from flashback_contract.contract import spec_path
 from flashback_contract.domain import utcnow
 from flashback_contract.mock import frontend
 from flashback_contract.mock.auth import Authenticator, bearer_security_handler, control_info
 from flashback_contract.mock.errors import install_error_handlers
+from flashback_contract.mock.limits import RequestLimits, validator_map
 from flashback_contract.mock.seed import seed_if_empty
 from flashback_contract.mock.services import EXTENSION_KEY, Services
 from flashback_contract.mock.settings import Settings
@@ -37,6 +39,9 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     authenticator = Authenticator(store, jwt_secret(store, settings.jwt_secret))
     app = FlaskApp(
         __name__,
+        # Query parameters the contract does not declare are refused (400), not ignored.
+        strict_validation=True,
+        validator_map=validator_map(),
         security_map={
             "bearer": bearer_security_handler(
                 authenticator.bearer_info, control_info(settings.control_token)
@@ -51,4 +56,10 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     app.app.extensions[EXTENSION_KEY] = Services(settings=settings, store=store, clock=utcnow)
     install_error_handlers(app)
     frontend.install(app, settings)
+    # Inside CORS, so refusals carry its headers; before anything parses the request.
+    app.add_middleware(
+        RequestLimits,
+        position=MiddlewarePosition.BEFORE_EXCEPTION,
+        max_body_bytes=settings.max_body_bytes,
+    )
     return app

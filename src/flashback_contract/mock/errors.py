@@ -21,6 +21,7 @@ from flashback_contract.web import envelope
 log = logging.getLogger(__name__)
 
 INTERNAL_SERVER_ERROR = "Internal server error"
+MAX_MESSAGE_CHARS = 300
 
 
 class ApiError(Exception):
@@ -50,7 +51,11 @@ def _reason(status: int) -> str:
 def _problem_message(exc: ProblemException) -> str:
     detail = exc.detail if isinstance(exc.detail, str) else None
     # jsonschema appends the whole failing schema after a blank line: keep the sentence.
-    return (detail or exc.title or _reason(exc.status)).split("\n\n", 1)[0]
+    message = (detail or exc.title or _reason(exc.status)).split("\n\n", 1)[0]
+    # Validator messages quote the offending value: a megabyte string is not echoed back whole.
+    if len(message) > MAX_MESSAGE_CHARS:
+        message = message[: MAX_MESSAGE_CHARS - 15] + "... (truncated)"
+    return message
 
 
 def _middleware_response(

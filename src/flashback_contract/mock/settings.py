@@ -30,6 +30,8 @@ class Settings:
     fail_rate: float = 0.0
     # How far a signed node request's timestamp may be from the server clock.
     node_clock_skew_seconds: int = 300
+    # Larger request bodies are refused with 413 before anything parses them.
+    max_body_bytes: int = 1024 * 1024
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -41,6 +43,8 @@ class Settings:
             values["orgkeys_max"] = int(os.environ["ORGKEYS_MAX"])
         if "FLASHBACK_NODE_CLOCK_SKEW" in os.environ:
             values["node_clock_skew_seconds"] = int(os.environ["FLASHBACK_NODE_CLOCK_SKEW"])
+        if "FLASHBACK_MAX_BODY_BYTES" in os.environ:
+            values["max_body_bytes"] = int(os.environ["FLASHBACK_MAX_BODY_BYTES"])
         if os.environ.get("FLASHBACK_JWT_SECRET"):
             values["jwt_secret"] = os.environ["FLASHBACK_JWT_SECRET"]
         if os.environ.get("FLASHBACK_CONTROL_TOKEN"):

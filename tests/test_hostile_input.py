@@ -1,0 +1,295 @@
+"""Hostile clients: every malformed or oversized request is a 4xx envelope that changes nothing."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from starlette.testclient import TestClient
+
+from flashback_contract import Settings, create_app
+from flashback_contract.mock.limits import MAX_HEADER_BYTES, MAX_URL_BYTES
+from flashback_contract.store import Store
+from flashback_contract.store.base import Dataset
+from tests.conftest import OWNER, bearer
+from tests.servers import serve_in_thread
+
+AI_KEYS = "/repo/repo-acme-main/ai/apikey"
+AI_KEY = f"{AI_KEYS}/aikey-acme-openai"
+JSON = {"Content-Type": "application/json"}
+VALID_CREATE = b'{"name": "CI key", "aiType": "OPENAI"}'
+
+
+def snapshot(store: Store) -> Dataset:
+    with store.transaction() as uow:
+        return uow.everything()
+
+
+@pytest.fixture
+def checked(
+    client: TestClient, store: Store, caplog: pytest.LogCaptureFixture
+) -> Iterator[TestClient]:
+    """The client; afterwards, the store is unchanged and nothing was logged as an error."""
+    before = snapshot(store)
+    with caplog.at_level(logging.ERROR):
+        yield client
+    assert snapshot(store) == before
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+def assert_refused(response: httpx.Response, status: int, message: str | None = None) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert set(body) == {"success", "message"}
+    assert body["success"] is False
+    if message is not None:
+        assert body["message"] == message
+    assert "Traceback" not in response.text
+
+
+def nested(depth: int) -> bytes:
+    return b'{"name": "x", "aiType": "OPENAI", "extra": ' + b"[" * depth + b"]" * depth + b"}"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 50_000 + b"1" + b"}" * 50_000, nested(100_000)],
+    ids=["arrays", "objects", "inside-a-valid-body"],
+)
+def test_json_nested_beyond_the_parser_limit_is_400(checked: TestClient, body: bytes) -> None:
+    response = checked.post(AI_KEYS, content=body, headers={**bearer(OWNER), **JSON})
+
+    assert_refused(response, 400, "Request body is nested too deeply")
+
+
+def test_a_body_over_the_limit_is_413(checked: TestClient) -> None:
+    body = b'{"name": "' + b"a" * (1024 * 1024) + b'", "aiType": "OPENAI"}'
+
+    response = checked.post(AI_KEYS, content=body, headers={**bearer(OWNER), **JSON})
+
+    assert_refused(response, 413, "Request body is larger than 1048576 bytes")
+
+
+def test_the_body_limit_is_configurable(store: Store) -> None:
+    app = create_app(Settings(store_url="memory://", max_body_bytes=32), store=store)
+    with TestClient(app) as client:
+        small = client.post(AI_KEYS, content=VALID_CREATE[:30], headers={**bearer(OWNER), **JSON})
+        large = client.post(AI_KEYS, content=VALID_CREATE, headers={**bearer(OWNER), **JSON})
+
+    assert small.status_code == 400  # read, parsed and refused as JSON
+    assert_refused(large, 413, "Request body is larger than 32 bytes")
+
+
+def test_a_streamed_body_over_the_limit_is_413_whatever_its_headers_say(store: Store) -> None:
+    """Chunked transfer encoding announces no length: the bytes read are counted."""
+    app = create_app(Settings(store_url="memory://", max_body_bytes=4096), store=store)
+    before = snapshot(store)
+
+    def chunks() -> Iterator[bytes]:
+        yield b'{"name": "'
+        for _ in range(64):
+            yield b"a" * 1024
+        yield b'", "aiType": "OPENAI"}'
+
+    with serve_in_thread(app) as base_url:
+        response = httpx.post(
+            base_url + AI_KEYS, content=chunks(), headers={**bearer(OWNER), **JSON}
+        )
+
+    assert "content-length" not in response.request.headers
+    assert_refused(response, 413, "Request body is larger than 4096 bytes")
+    assert snapshot(store) == before
+
+
+def test_a_very_long_url_is_414(checked: TestClient) -> None:
+    response = checked.get(f"/repo/{'a' * MAX_URL_BYTES}/ai/apikey", headers=bearer(OWNER))
+
+    assert_refused(response, 414)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Authorization": "Bearer " + "t" * 100_000},
+        {**bearer(OWNER), "X-Filler": "v" * MAX_HEADER_BYTES},
+        {**bearer(OWNER), **{f"X-Filler-{i}": "v" for i in range(200)}},
+    ],
+    ids=["long-token", "long-header-value", "many-headers"],
+)
+def test_oversized_request_headers_are_431(checked: TestClient, headers: dict[str, str]) -> None:
+    assert_refused(checked.get(AI_KEYS, headers=headers), 431)
+
+
+def test_oversized_headers_are_refused_on_a_real_socket(store: Store) -> None:
+    """The HTTP parser accepts megabytes of headers: the limit is the mock's own."""
+    app = create_app(Settings(store_url="memory://"), store=store)
+    with serve_in_thread(app) as base_url:
+        host, port = base_url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=30) as sock:
+            sock.sendall(
+                f"GET {AI_KEYS} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {OWNER}\r\n".encode()
+                + b"X-Filler: "
+                + b"v" * 2_000_000
+                + b"\r\n\r\n"
+            )
+            head = sock.recv(256)
+
+    assert head.startswith(b"HTTP/1.1 431 ")
+
+
+@pytest.mark.parametrize(
+    "repo_id",
+    [
+        "a" * 129,
+        "a" * 5000,
+        "a%00b",
+        "..%2F..%2Fetc%2Fpasswd",
+        "%2e%2e",
+        "x'%20OR%20'1'='1",
+        "x%22;%20DROP%20TABLE%20repositories;--",
+        "%F0%9F%94%91",
+    ],
+    ids=[
+        "129-chars",
+        "5000-chars",
+        "nul",
+        "dot-dot-slash",
+        "dot-dot",
+        "sql-or",
+        "sql-drop",
+        "emoji",
+    ],
+)
+def test_hostile_ids_are_refused(checked: TestClient, repo_id: str) -> None:
+    """400 outside the contract's id pattern; ``..`` fits it and is an unknown id (403, 404);
+    a decoded ``/`` leaves no route (404)."""
+    for method, path in [("GET", f"/repo/{repo_id}/ai/apikey"), ("DELETE", f"{AI_KEYS}/{repo_id}")]:
+        response = checked.request(method, path, headers=bearer(OWNER))
+        assert_refused(response, response.status_code)
+        assert response.status_code in (400, 403, 404)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"name": "\xff\xfe", "aiType": "OPENAI"}', b"\xc3\x28", b'{"name": "\xed\xa0\x80"}'],
+    ids=["in-a-string", "bare", "surrogate"],
+)
+def test_invalid_utf8_is_400(checked: TestClient, body: bytes) -> None:
+    response = checked.post(AI_KEYS, content=body, headers={**bearer(OWNER), **JSON})
+
+    assert_refused(response, 400, "Request body is not valid UTF-8")
+
+
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", "application/xml"]
+)
+def test_a_wrong_content_type_is_415(checked: TestClient, content_type: str) -> None:
+    headers = {**bearer(OWNER), "Content-Type": content_type}
+
+    assert_refused(checked.post(AI_KEYS, content=VALID_CREATE, headers=headers), 415)
+
+
+def test_a_body_without_content_type_is_415(checked: TestClient) -> None:
+    response = checked.post(AI_KEYS, content=VALID_CREATE, headers=bearer(OWNER))
+
+    assert_refused(response, 415, "Content-Type is required with a request body: application/json")
+
+
+def test_an_unknown_charset_is_415(checked: TestClient) -> None:
+    headers = {**bearer(OWNER), "Content-Type": "application/json;charset=no-such-charset"}
+
+    assert_refused(checked.post(AI_KEYS, content=VALID_CREATE, headers=headers), 415)
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        (AI_KEYS, b"[]"),
+        (AI_KEYS, b'"CI key"'),
+        (AI_KEYS, b"42"),
+        (AI_KEYS, b"true"),
+        (AI_KEY, b"[]"),
+        ("/systemevent", b"[]"),
+        ("/systemevent", b"null"),
+        ("/register", b'["ip"]'),
+    ],
+)
+def test_json_of_the_wrong_top_level_type_is_400(
+    checked: TestClient, path: str, body: bytes
+) -> None:
+    method = "PUT" if path == AI_KEY else "POST"
+    response = checked.request(method, path, content=body, headers={**bearer(OWNER), **JSON})
+
+    assert_refused(response, 400)
+
+
+def test_duplicate_keys_are_400(checked: TestClient) -> None:
+    body = b'{"name": "first", "name": "second", "aiType": "OPENAI"}'
+
+    response = checked.post(AI_KEYS, content=body, headers={**bearer(OWNER), **JSON})
+
+    assert_refused(response, 400, "Duplicate key 'name' in the JSON body")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"skip": NaN}', b'{"skip": Infinity}', b'{"take": 1' + b"0" * 5000 + b"}"],
+    ids=["nan", "infinity", "5001-digits"],
+)
+def test_numbers_json_does_not_have_are_400(checked: TestClient, body: bytes) -> None:
+    response = checked.post("/systemevent", content=body, headers={**bearer(OWNER), **JSON})
+
+    assert_refused(response, 400)
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", AI_KEYS), ("DELETE", AI_KEY), ("GET", "/organization/org-acme/key")],
+)
+def test_query_parameters_the_contract_does_not_declare_are_400(
+    checked: TestClient, method: str, path: str
+) -> None:
+    response = checked.request(method, f"{path}?cacheBust=1", headers=bearer(OWNER))
+
+    assert_refused(response, 400, "Extra query parameter(s) cacheBust not in spec")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("PATCH", AI_KEY, "DELETE, PUT"),
+        ("TRACE", AI_KEYS, "GET, POST"),
+        ("GET", "/register", "POST"),
+        ("PUT", "/systemevent", "POST"),
+    ],
+)
+def test_unsupported_methods_are_405_with_allow(
+    checked: TestClient, method: str, path: str, allow: str
+) -> None:
+    response = checked.request(method, path, headers=bearer(OWNER))
+
+    assert_refused(response, 405)
+    assert response.headers["allow"] == allow
+
+
+def test_a_huge_invalid_value_is_not_echoed_back_whole(checked: TestClient) -> None:
+    body = b'{"name": "' + b"a" * 500_000 + b'", "aiType": "OPENAI"}'
+
+    response = checked.post(AI_KEYS, content=body, headers={**bearer(OWNER), **JSON})
+
+    assert_refused(response, 400)
+    assert len(response.json()["message"]) <= 300
+
+
+def test_a_body_within_every_limit_is_still_served(client: TestClient) -> None:
+    """The limits refuse only what they name: a valid request next to them succeeds."""
+    body: dict[str, Any] = {"name": "n" * 255, "aiType": "OPENAI"}
+
+    response = client.post(AI_KEYS, json=body, headers=bearer(OWNER))
+
+    assert response.status_code == 200
