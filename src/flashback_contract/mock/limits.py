@@ -10,7 +10,7 @@ from connexion.exceptions import BadRequestProblem, UnsupportedMediaTypeProblem
 from connexion.validators import VALIDATOR_MAP, JSONRequestBodyValidator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from flashback_contract.mock.errors import envelope
+from flashback_contract.web import envelope
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 # Far above anything the contract needs (ids are at most 128 characters), far below what
