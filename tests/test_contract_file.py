@@ -103,6 +103,7 @@ def test_the_wheel_ships_the_contract_and_the_demo_fixture(tmp_path: Path) -> No
     assert "flashback_contract/openapi.yaml" in names
     assert "flashback_contract/mock/demo/demo.yaml" in names
     assert "flashback_contract/mock/mock-control.yaml" in names
+    assert "flashback_contract/mock/seed.schema.json" in names
     assert "flashback_contract/conformance/conformance.toml" in names
     shipped = zipfile.ZipFile(wheel).read("flashback_contract/openapi.yaml")
     assert shipped == (ROOT / "openapi.yaml").read_bytes()

@@ -13,7 +13,7 @@ from connexion import FlaskApp
 from openapi_schema_validator import OAS30Validator
 from starlette.testclient import TestClient
 
-from flashback_contract.contract import load_spec
+from flashback_contract.contract import load_spec, spec_path
 from flashback_contract.mock.frontend import parse_prefer
 from tests.conftest import OWNER, bearer
 
@@ -379,3 +379,76 @@ def test_browser_apps_may_read_the_headers_the_mock_adds(client: TestClient) -> 
 
     exposed = response.headers["access-control-expose-headers"].split(", ")
     assert {"X-Organization-Key-Id", "Preference-Applied", "Content-Disposition"} <= set(exposed)
+
+
+MOCK = "http://127.0.0.1:9999"
+THIS_MOCK = (
+    "  - url: http://127.0.0.1:9999\n"
+    "    description: This mock (the server that served this document)\n"
+)
+
+
+def test_the_yaml_contract_is_served_as_written_with_this_mock_first(app: FlaskApp) -> None:
+    written = spec_path().read_text("utf-8")
+    with TestClient(app, base_url=MOCK) as client:
+        served = client.get("/openapi.yaml")
+
+    assert served.status_code == 200
+    assert served.headers["content-type"].startswith("application/yaml")
+    assert served.text == written.replace("servers:\n", "servers:\n" + THIS_MOCK, 1)
+    assert yaml.safe_load(served.text)["servers"][0]["url"] == MOCK
+
+
+def test_the_yaml_contract_lists_the_default_address_once(app: FlaskApp) -> None:
+    default = "http://127.0.0.1:8080"
+    with TestClient(app, base_url=default) as client:
+        servers = yaml.safe_load(client.get("/openapi.yaml").text)["servers"]
+
+    urls = [server["url"] for server in servers]
+    assert urls[0] == default and urls.count(default) == 1
+    assert sorted(urls) == sorted(s["url"] for s in load_spec()["servers"])
+
+
+def test_the_json_contract_keeps_the_written_key_order_with_this_mock_first(app: FlaskApp) -> None:
+    with TestClient(app, base_url=MOCK) as client:
+        served = client.get("/openapi.json")
+
+    document = served.json()
+    written = load_spec()
+    assert list(document) == list(written)
+    assert list(document["paths"]) == list(written["paths"])
+    first = next(iter(written["paths"].values()))
+    assert list(next(iter(document["paths"].values()))) == list(first)
+    assert document["servers"][0] == {
+        "url": MOCK,
+        "description": "This mock (the server that served this document)",
+    }
+    assert document["servers"][1:] == written["servers"]
+    assert {k: v for k, v in document.items() if k != "servers"} == {
+        k: v for k, v in written.items() if k != "servers"
+    }
+
+
+def test_the_index_links_the_ui_the_contract_the_control_api_and_the_tokens(
+    app: FlaskApp,
+) -> None:
+    with TestClient(app, base_url=MOCK) as client:
+        as_json = client.get("/")
+        as_html = client.get("/", headers={"Accept": "text/html,application/xhtml+xml"})
+
+    assert as_json.status_code == 200
+    body = as_json.json()
+    assert body["success"] is True
+    assert set(body["links"].values()) == {
+        f"{MOCK}/ui/",
+        f"{MOCK}/openapi.yaml",
+        f"{MOCK}/openapi.json",
+        f"{MOCK}/__mock/ui/",
+    }
+    assert {"token": OWNER, "user": "user-acme-owner", "org": "org-acme", "role": "OWNER"} in body[
+        "tokens"
+    ]
+    assert as_html.headers["content-type"].startswith("text/html")
+    for url in body["links"].values():
+        assert f'href="{url}"' in as_html.text
+    assert OWNER in as_html.text

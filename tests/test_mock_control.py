@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
+from importlib import resources
 from typing import Any
 
 import httpx
 import pytest
 from connexion import FlaskApp
+from jsonschema import Draft202012Validator
 from starlette.testclient import TestClient
 
+from flashback_contract.domain import AiType, EventContext, EventType, Provider, Role
 from flashback_contract.mock.app import control_spec_path
+from flashback_contract.mock.seed import demo_seed_text, read_seed, validate_seed
 from tests.conftest import OWNER, bearer
 from tests.servers import serve_in_thread
 
@@ -128,3 +133,194 @@ def test_the_control_api_has_its_own_contract(control: TestClient) -> None:
 
     assert set(served["paths"]) == {"/reset", "/state"}
     assert control_spec_path().is_file()
+
+
+def state_of(client: TestClient) -> Any:
+    return client.get("/__mock/state", headers=bearer(CONTROL)).json()
+
+
+def test_a_yaml_document_is_imported_like_json(control: TestClient) -> None:
+    control.delete("/organization/org-acme/key", headers=bearer(OWNER))
+
+    response = control.post(
+        "/__mock/state",
+        headers={**bearer(CONTROL), "Content-Type": "application/yaml"},
+        content=demo_seed_text(),
+    )
+
+    assert response.json() == {"success": True, "message": "State imported"}
+    assert acme_keys(control) == ["orgkey-acme-3", "orgkey-acme-2", "orgkey-acme-1"]
+
+
+MINIMAL = "organizations: [{id: o, name: O}]\n"
+
+
+@pytest.mark.parametrize(
+    ("document", "problem"),
+    [
+        (
+            MINIMAL + "users:\n"
+            "  - {id: u0, org: o, role: OWNER}\n"
+            "  - {id: u1, org: o, role: USER}\n"
+            "  - {id: u2, role: USER}\n",
+            "users[2].org: required",
+        ),
+        (MINIMAL + "users: [{id: u, org: o, role: KING}]\n", "users[0].role: 'KING' is not one of"),
+        (MINIMAL + "users: [{id: u, org: x, role: USER}]\n", "users[0].org: no organization 'x'"),
+        (MINIMAL + "users: [{id: u, org: o, role: USER, colour: red}]\n", "users[0].colour: not"),
+        (
+            MINIMAL + "users: [{id: u, org: o, role: USER}]\n"
+            "organizationKeys: [{id: k, org: o, publicKey: P, createdAt: 2026-01-01T00:00:00}]\n",
+            "organizationKeys[0].createdAt: '2026-01-01T00:00:00' is not an ISO 8601 date-time",
+        ),
+        (
+            MINIMAL + "users: [{id: u, org: o, role: USER}, {id: u, org: o, role: USER}]\n",
+            "users[1].id: duplicate 'u'",
+        ),
+        (MINIMAL, "users: required"),
+        (MINIMAL + "users: []\n", "users: must not be empty"),
+        ("{}", "the document is empty"),
+        ("", "the document is empty"),
+        ("- a list", "expected a mapping at the top level"),
+        ("users: [", "not YAML or JSON"),
+    ],
+    ids=[
+        "missing-field",
+        "unknown-role",
+        "unknown-org",
+        "unknown-field",
+        "date-without-zone",
+        "duplicate-id",
+        "no-users",
+        "empty-users",
+        "empty-json",
+        "empty-yaml",
+        "not-a-mapping",
+        "not-yaml",
+    ],
+)
+def test_a_refused_document_names_the_bad_entry_and_changes_nothing(
+    control: TestClient, document: str, problem: str
+) -> None:
+    before = state_of(control)
+
+    response = control.post(
+        "/__mock/state",
+        headers={**bearer(CONTROL), "Content-Type": "application/yaml"},
+        content=document,
+    )
+
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert body["success"] is False
+    assert body["message"].startswith("State not imported, nothing changed: " + problem)
+    assert state_of(control) == before
+
+
+def test_an_empty_json_document_is_refused(control: TestClient) -> None:
+    before = state_of(control)
+
+    response = control.post("/__mock/state", headers=bearer(CONTROL), json={})
+
+    assert response.status_code == 400
+    assert "the document is empty" in response.json()["message"]
+    assert state_of(control) == before
+
+
+def test_the_seed_schema_ships_in_the_package_and_names_the_domain_values() -> None:
+    schema = json.loads(
+        resources.files("flashback_contract.mock").joinpath("seed.schema.json").read_text()
+    )
+    items = {name: spec.get("items", {}) for name, spec in schema["properties"].items()}
+
+    Draft202012Validator.check_schema(schema)
+    assert items["users"]["properties"]["role"]["enum"] == [r.name for r in Role]
+    assert items["aiApiKeys"]["properties"]["aiType"]["enum"] == [t.value for t in AiType]
+    assert items["nodes"]["properties"]["provider"]["enum"] == [p.value for p in Provider]
+    assert items["systemEvents"]["properties"]["context"]["enum"] == [c.name for c in EventContext]
+    assert items["systemEvents"]["properties"]["event"]["enum"] == [e.name for e in EventType]
+
+
+def test_the_demo_fixture_and_an_export_are_valid_seeds(control: TestClient) -> None:
+    control.post(
+        "/repo/repo-acme-main/ai/apikey",
+        headers=bearer(OWNER),
+        json={"name": "exported", "aiType": "AWS"},
+    )
+    assert read_seed(None)["users"]
+    assert validate_seed(state_of(control))["systemEvents"]
+
+
+EVIL = "http://evil.example"
+
+
+def test_the_control_api_sends_no_cors_headers_by_default(
+    make_app: Callable[..., FlaskApp],
+) -> None:
+    with make_app().test_client() as client:
+        exported = client.get("/__mock/state", headers={"Origin": "http://localhost:5173"})
+        preflight = client.options(
+            "/__mock/reset",
+            headers={"Origin": "http://localhost:5173", "Access-Control-Request-Method": "POST"},
+        )
+        contract = client.get("/organization/org-acme/key", headers={"Origin": EVIL})
+
+    assert "access-control-allow-origin" not in exported.headers
+    assert "access-control-allow-origin" not in preflight.headers
+    # The contract's CORS is unchanged: any origin.
+    assert contract.headers["access-control-allow-origin"] == "*"
+
+
+def test_the_control_api_allows_only_origins_given_with_cors_origin(
+    make_app: Callable[..., FlaskApp],
+) -> None:
+    app_origin = "http://localhost:5173"
+    with make_app(control_token=CONTROL, cors_origins=(app_origin,)).test_client() as client:
+        allowed = client.get("/__mock/state", headers={**bearer(CONTROL), "Origin": app_origin})
+        refused = client.get("/__mock/state", headers={**bearer(CONTROL), "Origin": EVIL})
+
+    assert allowed.status_code == 200
+    assert allowed.headers["access-control-allow-origin"] == app_origin
+    assert refused.status_code == 403
+    assert "access-control-allow-origin" not in refused.headers
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": EVIL},
+        {"Origin": "null"},
+        {"Origin": "http://localhost:5173", "Sec-Fetch-Site": "same-site"},
+        {"Sec-Fetch-Site": "cross-site"},
+    ],
+    ids=["other-origin", "opaque-origin", "same-site-other-port", "cross-site-no-origin"],
+)
+def test_a_cross_site_simple_request_cannot_reset_the_mock(
+    control: TestClient, headers: dict[str, str]
+) -> None:
+    control.delete("/organization/org-acme/key", headers=bearer(OWNER))
+
+    response = control.post("/__mock/reset", headers={**bearer(CONTROL), **headers})
+
+    assert response.status_code == 403
+    assert response.json()["message"].startswith(
+        "The mock control API refuses cross-site browser requests"
+    )
+    assert acme_keys(control) == []
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Origin": "http://testserver"}, {"Sec-Fetch-Site": "same-origin"}],
+    ids=["no-browser", "same-origin", "same-origin-fetch"],
+)
+def test_same_origin_and_non_browser_calls_may_reset(
+    control: TestClient, headers: dict[str, str]
+) -> None:
+    control.delete("/organization/org-acme/key", headers=bearer(OWNER))
+
+    response = control.post("/__mock/reset", headers={**bearer(CONTROL), **headers})
+
+    assert response.status_code == 200
+    assert len(acme_keys(control)) == 3

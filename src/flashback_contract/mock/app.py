@@ -13,6 +13,7 @@ from flashback_contract.contract import spec_path
 from flashback_contract.domain import utcnow
 from flashback_contract.mock import frontend
 from flashback_contract.mock.auth import Authenticator, bearer_security_handler, control_info
+from flashback_contract.mock.documents import ContractDocuments
 from flashback_contract.mock.errors import install_error_handlers
 from flashback_contract.mock.limits import RequestLimits, validator_map
 from flashback_contract.mock.seed import seed_if_empty
@@ -22,6 +23,9 @@ from flashback_contract.mock.tokens import jwt_secret
 from flashback_contract.store import Store, open_store
 
 log = logging.getLogger(__name__)
+# connexion warns on every request to an operation with two request media types (importState
+# takes JSON and YAML); the choice it reports is made by Content-Type and is not news.
+logging.getLogger("connexion.operations.openapi3").setLevel(logging.ERROR)
 
 
 def control_spec_path() -> Path:
@@ -50,11 +54,15 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     )
     # Before the contract: an API at base path "" would match /__mock/ paths too.
     app.add_api(
-        control_spec_path(), base_path="/__mock", validate_responses=settings.validate_responses
+        control_spec_path(),
+        base_path=frontend.CONTROL_BASE_PATH,
+        validate_responses=settings.validate_responses,
     )
     app.add_api(spec_path(), validate_responses=settings.validate_responses)
     app.app.extensions[EXTENSION_KEY] = Services(settings=settings, store=store, clock=utcnow)
     install_error_handlers(app)
+    # Ahead of connexion's spec endpoints: the contract as written, with this mock in servers.
+    app.add_middleware(ContractDocuments, position=MiddlewarePosition.BEFORE_SWAGGER, store=store)
     frontend.install(app, settings)
     # Inside CORS, so refusals carry its headers; before anything parses the request.
     app.add_middleware(

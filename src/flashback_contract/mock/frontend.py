@@ -21,6 +21,8 @@ from flashback_contract.mock.settings import Settings
 from flashback_contract.web import EnvelopeCORSMiddleware, cors_options
 
 MAX_DELAY_MS = 10_000
+# Where the mock control API is mounted (outside the contract).
+CONTROL_BASE_PATH = "/__mock"
 # Prism's Prefer preferences this mock honours.
 PREFERENCES = ("code", "example", "delay")
 
@@ -201,17 +203,47 @@ def _applying(applied: list[str], preferences: dict[str, str], send: Send) -> Se
     return send_with_header
 
 
+class SplitCORSMiddleware:
+    """CORS for the contract as configured; for the control API, explicit origins only.
+
+    The control API exports the demo tokens and resets the state: no web page may read or
+    call it unless the server was started with ``--cors-origin`` naming that page's origin.
+    """
+
+    def __init__(self, app: ASGIApp, *, settings: Settings) -> None:
+        allow_headers = (*MOCK_REQUEST_HEADERS, *settings.cors_headers)
+        self.contract = EnvelopeCORSMiddleware(
+            app,
+            **cors_options(
+                settings.cors_origins,
+                allow_headers=allow_headers,
+                expose_headers=MOCK_RESPONSE_HEADERS,
+            ),
+        )
+        explicit = control_cors_origins(settings)
+        self.control: ASGIApp = (
+            EnvelopeCORSMiddleware(app, **cors_options(explicit, allow_headers=allow_headers))
+            if explicit
+            else app
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(CONTROL_BASE_PATH + "/"):
+            await self.control(scope, receive, send)
+        else:
+            await self.contract(scope, receive, send)
+
+
+def control_cors_origins(settings: Settings) -> list[str]:
+    """Origins given with --cors-origin (never the default wildcard): the control API's CORS."""
+    return [o for o in settings.cors_origins if o != "*"] if settings.cors else []
+
+
 def install(app: FlaskApp, settings: Settings) -> None:
     """Add CORS (unless disabled) and the Prefer/latency/fault middleware to the app."""
     if settings.cors:
         app.add_middleware(
-            EnvelopeCORSMiddleware,
-            position=MiddlewarePosition.BEFORE_EXCEPTION,
-            **cors_options(
-                settings.cors_origins,
-                allow_headers=(*MOCK_REQUEST_HEADERS, *settings.cors_headers),
-                expose_headers=MOCK_RESPONSE_HEADERS,
-            ),
+            SplitCORSMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION, settings=settings
         )
     app.add_middleware(
         PreferMiddleware,

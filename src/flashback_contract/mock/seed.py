@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
+from jsonschema import Draft202012Validator, ValidationError
 
 from flashback_contract.domain import (
     AiType,
@@ -34,16 +38,126 @@ class SeedError(ValueError):
     """A seed file that cannot be loaded."""
 
 
+# A seed with many mistakes: the first few, each with its path, are enough to act on.
+MAX_PROBLEMS_SHOWN = 5
+
+
 def demo_seed_text() -> str:
     return resources.files(__package__).joinpath("demo/demo.yaml").read_text("utf-8")
 
 
+@cache
+def _validator() -> Draft202012Validator:
+    schema = json.loads(resources.files(__package__).joinpath("seed.schema.json").read_text())
+    return Draft202012Validator(schema)
+
+
+def _where(path: Iterable[str | int]) -> str:
+    """``users[2].org`` for the path ``("users", 2, "org")``."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _problem(error: ValidationError) -> str:
+    where = _where(error.absolute_path)
+    # jsonschema types these loosely; for the keywords below they are as the schema wrote them.
+    instance: Any = error.instance
+    expected: Any = error.validator_value
+    schema: Any = error.schema
+    if error.validator == "required":
+        missing = next(n for n in expected if n not in instance)
+        return f"{_where([*error.absolute_path, missing])}: required"
+    if error.validator == "additionalProperties":
+        unknown = sorted(set(instance) - set(schema.get("properties", {})))
+        return "; ".join(f"{_where([*error.absolute_path, n])}: not allowed" for n in unknown)
+    if error.validator == "pattern" and "description" in schema:
+        return f"{where}: {instance!r} is not {schema['description']}"
+    if error.validator == "minItems" and expected == 1:
+        return f"{where}: must not be empty"
+    return f"{where or 'the document'}: {error.message}"
+
+
+def _jsonable(value: Any) -> Any:
+    """YAML dates as the ISO strings JSON would carry, so one schema fits both."""
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return value
+
+
+def _references(data: dict[str, Any]) -> list[str]:
+    """Ids that must be unique, and references that must name an entry of the document."""
+    problems: list[str] = []
+    known: dict[str, set[str]] = {}
+    for section, field in [
+        ("organizations", "id"),
+        ("users", "id"),
+        ("users", "token"),
+        ("repositories", "id"),
+        ("organizationKeys", "id"),
+        ("aiApiKeys", "id"),
+        ("nodes", "ip"),
+    ]:
+        seen = known.setdefault(f"{section}.{field}", set())
+        for i, entry in enumerate(data.get(section, [])):
+            value = entry.get(field)
+            if value is not None and value in seen:
+                problems.append(f"{section}[{i}].{field}: duplicate {value!r}")
+            seen.add(value)
+    references = [
+        ("users", "org", "organizations.id", "organization"),
+        ("repositories", "org", "organizations.id", "organization"),
+        ("organizationKeys", "org", "organizations.id", "organization"),
+        ("nodes", "org", "organizations.id", "organization"),
+        ("aiApiKeys", "repo", "repositories.id", "repository"),
+        ("systemEvents", "org", "organizations.id", "organization"),
+    ]
+    for section, field, target, noun in references:
+        for i, entry in enumerate(data.get(section, [])):
+            if entry[field] not in known[target]:
+                problems.append(
+                    f"{section}[{i}].{field}: no {noun} {entry[field]!r} in the document"
+                )
+    return problems
+
+
+def validate_seed(data: Any) -> dict[str, Any]:
+    """The document, if it is a seed (``seed.schema.json`` and its references); else SeedError."""
+    if data is None or data == {}:
+        raise SeedError("the document is empty: it needs at least organizations and users")
+    if not isinstance(data, dict):
+        raise SeedError("expected a mapping at the top level")
+    document: dict[str, Any] = _jsonable(data)
+    problems = [_problem(error) for error in _validator().iter_errors(document)]
+    if not problems:
+        problems = _references(document)
+    if problems:
+        shown = problems[:MAX_PROBLEMS_SHOWN]
+        more = len(problems) - len(shown)
+        raise SeedError("; ".join(shown) + (f"; and {more} more" if more else ""))
+    return document
+
+
+def parse_seed(text: str | bytes) -> dict[str, Any]:
+    """A seed document from YAML or JSON text (JSON is YAML), validated."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SeedError("not YAML or JSON: " + " ".join(str(exc).split())) from exc
+    return validate_seed(data)
+
+
 def read_seed(path: Path | None) -> dict[str, Any]:
     text = demo_seed_text() if path is None else Path(path).read_text("utf-8")
-    data = yaml.safe_load(text)
-    if not isinstance(data, dict):
-        raise SeedError(f"seed {path or 'demo'}: expected a mapping at the top level")
-    return data
+    try:
+        return parse_seed(text)
+    except SeedError as exc:
+        raise SeedError(f"seed {path or 'demo'}: {exc}") from exc
 
 
 def _when(value: Any) -> datetime:

@@ -9,7 +9,15 @@ import flask
 
 from flashback_contract.mock.auth import CONTROL_SUBJECT
 from flashback_contract.mock.errors import ApiError
-from flashback_contract.mock.seed import SeedError, dump_seed, read_seed, replace_state
+from flashback_contract.mock.frontend import control_cors_origins
+from flashback_contract.mock.seed import (
+    SeedError,
+    dump_seed,
+    parse_seed,
+    read_seed,
+    replace_state,
+    validate_seed,
+)
 from flashback_contract.mock.services import Services, current_services
 
 LOOPBACK_ONLY = (
@@ -25,9 +33,28 @@ def _client_is_loopback() -> bool:
         return False
 
 
+def _refuse_cross_site(services: Services) -> None:
+    """Refuse browser requests from other sites, which a simple POST makes without preflight."""
+    origin = flask.request.headers.get("Origin")
+    site = flask.request.headers.get("Sec-Fetch-Site")
+    own = flask.request.host_url.rstrip("/")
+    if origin is not None:
+        allowed = origin == own or origin in control_cors_origins(services.settings)
+    else:
+        # Browsers omit Origin on some cross-site GETs but always say where a request came from.
+        allowed = site in (None, "same-origin", "none")
+    if not allowed:
+        raise ApiError(
+            403,
+            f"The mock control API refuses cross-site browser requests (from {origin or site}); "
+            "start the server with --cors-origin ORIGIN to allow a web app's origin",
+        )
+
+
 def _authorized(token_info: dict[str, Any] | None) -> Services:
-    """With a control token, its bearer only; without one, loopback clients only."""
+    """Same-site callers only; with a control token, its bearer only; else loopback only."""
     services = current_services()
+    _refuse_cross_site(services)
     if services.settings.control_token:
         # The security alternative `{}` lets a request without (or with a wrong) token reach
         # here with empty token info; only the control token's check names this subject.
@@ -53,12 +80,14 @@ def exportState(token_info: dict[str, Any] | None = None) -> tuple[dict[str, Any
 
 
 def importState(
-    body: dict[str, Any], token_info: dict[str, Any] | None = None
+    body: dict[str, Any] | bytes, token_info: dict[str, Any] | None = None
 ) -> tuple[dict[str, Any], int]:
     services = _authorized(token_info)
     try:
+        # JSON arrives parsed; YAML as its bytes.
+        document = parse_seed(body) if isinstance(body, bytes) else validate_seed(body)
         with services.store.transaction() as uow:
-            replace_state(uow, body)
+            replace_state(uow, document)
     except SeedError as exc:
         raise ApiError(400, f"State not imported, nothing changed: {exc}") from exc
     return {"success": True, "message": "State imported"}, 200
