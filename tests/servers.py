@@ -12,9 +12,10 @@ import uvicorn
 
 
 @contextmanager
-def serve_in_thread(app: Any, host: str = "127.0.0.1") -> Iterator[str]:
-    """Serve ``app`` on a free port; yield its base URL; stop it afterwards."""
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=0, log_level="warning"))
+def serve_in_thread(app: Any, host: str = "127.0.0.1", **options: Any) -> Iterator[str]:
+    """Serve ``app`` on a free port (uvicorn ``options`` added); yield its base URL; stop it."""
+    config = uvicorn.Config(app, host=host, port=0, log_level="warning", **options)
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

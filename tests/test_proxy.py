@@ -27,6 +27,7 @@ from starlette.types import Message, Receive, Scope, Send
 from flashback_contract import Settings, create_app
 from flashback_contract.conformance.proxy import (
     MAX_HEADER_BYTES,
+    SERVER_OPTIONS,
     VIOLATIONS_HEADER,
     Proxy,
     ProxyOptions,
@@ -49,6 +50,7 @@ class Tap:
     def __init__(self, app: Any) -> None:
         self.app = app
         self.answers: list[tuple[int, bytes]] = []
+        self.headers: list[list[tuple[str, str]]] = []
         self.requests: list[str] = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -63,6 +65,9 @@ class Tap:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                self.headers.append(
+                    [(n.decode().lower(), v.decode()) for n, v in message.get("headers", [])]
+                )
             elif message["type"] == "http.response.body":
                 body.extend(message.get("body", b""))
                 if not message.get("more_body", False):
@@ -83,7 +88,7 @@ def running_mock() -> Iterator[tuple[str, Tap]]:
 def running_proxy(upstream: str, **options: Any) -> Iterator[tuple[str, Proxy]]:
     record = options.pop("record", False)
     proxy = create_proxy(ProxyOptions(upstream=upstream, **options), load_spec(), record=record)
-    with serve_in_thread(proxy.app) as url:
+    with serve_in_thread(proxy.app, **SERVER_OPTIONS) as url:
         yield url, proxy
 
 
@@ -192,6 +197,10 @@ def test_the_typescript_client_sequence_passes_through_byte_identical_and_clean(
         report = client.get("/__proxy/report").json()
 
     assert [(r.status_code, r.content) for r in answers] == tap.answers
+    # The headers too: the upstream's server adds Date and Server, the proxy adds nothing.
+    received = [list(r.headers.multi_items()) for r in answers]
+    assert [[h for h in got if h[0] not in ("date", "server")] for got in received] == tap.headers
+    assert all([h[0] for h in got].count("server") == 1 for got in received)
     assert all(r.is_success for r in answers)
     assert [VIOLATIONS_HEADER in r.headers for r in answers] == [False] * len(answers)
     assert report["violations"] == 0
@@ -251,12 +260,18 @@ def test_strict_refuses_a_violating_request_without_sending_it_upstream() -> Non
         response = httpx.post(
             f"{url}/repo/repo-x/ai/apikey", headers=bearer(BROKEN_TOKEN), json={"name": 3}
         )
+        report = httpx.get(f"{url}/__proxy/report").json()
 
     assert response.status_code == 400
     assert response.json()["success"] is False
     assert "/name: wrong type (expected string)" in response.json()["message"]
     assert "/aiType: required field missing" in response.json()["message"]
     assert backend.requests == []
+    assert report["operations"][0]["unanswered"] == {"refused (--strict)": 1}
+    assert sorted(json.loads(response.headers[VIOLATIONS_HEADER])) == [
+        "request /aiType: required field missing",
+        "request /name: wrong type (expected string)",
+    ]
 
 
 def test_strict_replaces_a_violating_response_with_a_502_envelope() -> None:
@@ -283,7 +298,8 @@ def test_an_unreachable_upstream_is_a_502_and_the_proxy_keeps_serving() -> None:
     assert [first.status_code, second.status_code] == [502, 502]
     assert first.json()["success"] is False
     assert first.json()["message"].startswith("Upstream unreachable")
-    assert report["operations"][0]["upstreamFailures"] == {"unreachable (ConnectError)": 2}
+    assert report["operations"][0]["unanswered"] == {"upstream unreachable (ConnectError)": 2}
+    assert report["operations"][0]["statuses"] == {}
 
 
 def test_an_upstream_past_the_timeout_is_a_504() -> None:

@@ -179,7 +179,7 @@ def _check(args: argparse.Namespace) -> int:
 def _proxy(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from flashback_contract.conformance.proxy import ProxyOptions, create_proxy
+    from flashback_contract.conformance.proxy import SERVER_OPTIONS, ProxyOptions, create_proxy
     from flashback_contract.conformance.report import REPORT_SUFFIXES
     from flashback_contract.contract import read_spec
 
@@ -209,15 +209,8 @@ def _proxy(args: argparse.Namespace) -> int:
     print("Press Ctrl+C to stop and write the report.", flush=True)
     for stop in (signal.SIGINT, signal.SIGTERM):
         signal.signal(stop, lambda *_: None)
-    # No Server or Date header of the proxy's own: answers go back as the upstream sent them.
     uvicorn.run(
-        proxy.app,
-        host=args.host,
-        port=args.port,
-        log_level=args.log_level,
-        access_log=False,
-        server_header=False,
-        date_header=False,
+        proxy.app, host=args.host, port=args.port, log_level=args.log_level, **SERVER_OPTIONS
     )
     status = proxy.finish(args.report, args.junit, args.record)
     report = proxy.report

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from starlette.datastructures import Headers as StarletteHeaders
+from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from werkzeug.datastructures import Headers
 
@@ -25,6 +27,7 @@ from flashback_contract.conformance.record import Recorder
 from flashback_contract.conformance.redact import curl_line, redact_body, redact_query
 from flashback_contract.conformance.report import Example, Report
 from flashback_contract.conformance.validation import (
+    NOT_CHECKED,
     ContractValidator,
     Exchange,
     Operation,
@@ -55,6 +58,10 @@ HOP_BY_HOP = frozenset(
 MAX_HEADER_BYTES = 2048
 MAX_CHECKED_BODY = 4 * 1024 * 1024
 MAX_REQUEST_BODY = 16 * 1024 * 1024
+STRICT = "refused (--strict)"
+# How uvicorn serves the proxy: no Server or Date header of its own (answers go back as the
+# upstream sent them) and no access log (it would print query strings unredacted).
+SERVER_OPTIONS: dict[str, Any] = {"access_log": False, "server_header": False, "date_header": False}
 
 
 @dataclass(frozen=True)
@@ -171,18 +178,52 @@ class ContractProxy:
             headers=[(n.decode("latin-1"), v.decode("latin-1")) for n, v in scope["headers"]],
             body=body,
         )
-        operation, violations = self.validator.operation(exchange)
-        if operation is not None:
-            violations += self.validator.request_violations(exchange)
+        operation, violations = self._check_request(exchange)
         example_request = self._curl(exchange)
         if self.options.strict and violations:
             message = "Request violates the contract: " + "; ".join(
                 v.short() for v in violations[:10]
             )
-            self._observe(operation, exchange, example_request, 400, violations, None, None, "")
+            refused = Example(example_request, None, "not forwarded (--strict)")
+            self._observe(
+                operation, exchange, example_request, None, violations, refused, None, "", STRICT
+            )
             await self._send_envelope(send, 400, message, violations)
             return
         await self._forward(scope, exchange, operation, violations, example_request, send)
+
+    # A validator that fails on some input must not stop the traffic: the exchange goes through,
+    # marked as not checked (which fails the run, as a violation would).
+
+    def _check_request(self, exchange: Exchange) -> tuple[Operation | None, list[Violation]]:
+        operation: Operation | None = None
+        try:
+            operation, violations = self.validator.operation(exchange)
+            if operation is not None:
+                violations += self.validator.request_violations(exchange)
+        except Exception as exc:
+            log.error(
+                "%s %s: request not checked (%s)",
+                exchange.method,
+                exchange.path,
+                type(exc).__name__,
+            )
+            return operation, [Violation("request", NOT_CHECKED, "", type(exc).__name__)]
+        return operation, violations
+
+    def _check_response(
+        self, exchange: Exchange, status: int, headers: Headers, body: bytes
+    ) -> list[Violation]:
+        try:
+            return self.validator.response_violations(exchange, status, headers, body)
+        except Exception as exc:
+            log.error(
+                "%s %s: response not checked (%s)",
+                exchange.method,
+                exchange.path,
+                type(exc).__name__,
+            )
+            return [Violation("response", NOT_CHECKED, "", type(exc).__name__, status)]
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -310,9 +351,7 @@ class ContractProxy:
         media_type = _media_type(headers)
         decoded = None if overflow else _decoded(body, headers)
         if operation is not None and decoded is not None:
-            violations = violations + self.validator.response_violations(
-                exchange, status, headers, decoded
-            )
+            violations = violations + self._check_response(exchange, status, headers, decoded)
         elif overflow:
             log.info(
                 "%s %s: body over %d bytes, streamed unchecked",
@@ -358,7 +397,7 @@ class ContractProxy:
         example: Example | None,
         body: Any,
         media_type: str,
-        upstream_failure: str | None = None,
+        unanswered: str | None = None,
     ) -> None:
         self.report.observe(
             operation,
@@ -368,7 +407,7 @@ class ContractProxy:
             violations,
             media_type,
             body,
-            upstream_failure,
+            unanswered,
         )
 
     def _log(
@@ -405,7 +444,9 @@ class ContractProxy:
     ) -> None:
         log.error("%s %s: upstream %s", exchange.method, exchange.path, failure)
         await self._send_envelope(send, status, f"Upstream {failure}")
-        self._observe(operation, exchange, example_request, status, [], None, None, "", failure)
+        self._observe(
+            operation, exchange, example_request, None, [], None, None, "", f"upstream {failure}"
+        )
 
     @staticmethod
     async def _send_envelope(
@@ -441,6 +482,32 @@ class ContractProxy:
         )
 
 
+class BrowserCORSMiddleware(EnvelopeCORSMiddleware):
+    """``serve``'s CORS, applied to browser requests only (those with ``Origin``).
+
+    Starlette adds ``Vary: Origin`` to every answer; here an answer to a request without
+    ``Origin`` goes back exactly as the upstream sent it.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not any(n == b"origin" for n, _ in scope["headers"]):
+            await self.app(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+    async def send(self, message: Message, send: Send, request_headers: StarletteHeaders) -> None:
+        async def one_vary(message: Message) -> None:
+            # The upstream may vary on Origin already: name it once.
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                tokens = [t.strip() for v in headers.getlist("vary") for t in v.split(",")]
+                if len(tokens) != len(set(tokens)):
+                    headers["Vary"] = ", ".join(dict.fromkeys(tokens))
+            await send(message)
+
+        await super().send(message, one_vary, request_headers)
+
+
 @dataclass
 class Proxy:
     """The proxy as the CLI and the tests run it: the ASGI app and what it accumulates."""
@@ -474,7 +541,7 @@ def create_proxy(
     proxy = ContractProxy(options, validator, report, recorder, transport)
     app: ASGIApp = proxy
     if options.cors:
-        app = EnvelopeCORSMiddleware(
+        app = BrowserCORSMiddleware(
             proxy,
             **cors_options(
                 options.cors_origins,

@@ -81,7 +81,8 @@ class OperationReport:
     statuses: Counter[int] = field(default_factory=Counter)
     groups: dict[tuple[str, str, int | None, str], ViolationGroup] = field(default_factory=dict)
     shapes: dict[tuple[int, str], ResponseShape] = field(default_factory=dict)
-    upstream_failures: Counter[str] = field(default_factory=Counter)
+    # Calls the upstream did not answer: refused by --strict, unreachable, timed out.
+    unanswered: Counter[str] = field(default_factory=Counter)
 
     @property
     def violations(self) -> int:
@@ -126,7 +127,7 @@ class OperationReport:
             "statuses": {str(s): n for s, n in sorted(self.statuses.items())},
             "violationCount": self.violations,
             "violations": [g.as_dict() for g in self.groups.values()],
-            "upstreamFailures": dict(self.upstream_failures),
+            "unanswered": dict(self.unanswered),
             "drift": self.drift() if self.path else {},
         }
 
@@ -170,13 +171,13 @@ class Report:
         violations: list[Violation],
         media_type: str = "",
         body: Any = None,
-        upstream_failure: str | None = None,
+        unanswered: str | None = None,
     ) -> None:
         """One call: its status, its violations, and the fields its JSON body carried."""
         entry = self._operation(operation, method)
         entry.calls += 1
-        if upstream_failure is not None:
-            entry.upstream_failures[upstream_failure] += 1
+        if unanswered is not None:
+            entry.unanswered[unanswered] += 1
         elif status is not None:
             entry.statuses[status] += 1
         for violation in violations:
@@ -304,12 +305,12 @@ def _markdown(report: Report) -> list[str]:
     for op in report._sorted():
         title = f"`{op.name}`" + (f" `{op.method} {op.path}`" if op.path else "")
         out += ["", f"## {title}", ""]
-        out.append(
-            f"{op.calls} call(s); statuses: "
-            + (", ".join(f"{s} x{n}" for s, n in sorted(op.statuses.items())) or "none")
+        line = f"{op.calls} call(s); statuses: " + (
+            ", ".join(f"{s} x{n}" for s, n in sorted(op.statuses.items())) or "none"
         )
-        for failure, count in op.upstream_failures.items():
-            out.append(f"; upstream {failure} x{count}")
+        if op.unanswered:
+            line += "; not answered: " + ", ".join(f"{k} x{n}" for k, n in op.unanswered.items())
+        out.append(line)
         if op.groups:
             out += [
                 "",
@@ -333,7 +334,9 @@ def _markdown(report: Report) -> list[str]:
                     f"  {g.example.request}",
                     "  ```",
                     "",
-                    f"  answered {g.example.status}: `{_cell(g.example.response)}`",
+                    f"  answered {g.example.status}: `{_cell(g.example.response)}`"
+                    if g.example.status is not None
+                    else f"  {g.example.response}",
                     "",
                 ]
         if op.path:

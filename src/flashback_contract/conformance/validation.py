@@ -67,6 +67,7 @@ OUTSIDE_ENUM = "value outside the enum"
 WRONG_FORMAT = "wrong format"
 INVALID_HEADER = "invalid header"
 SCHEMA = "schema"
+NOT_CHECKED = "not checked"
 
 # The pseudo-operation that collects requests the contract does not describe.
 OUTSIDE_THE_CONTRACT = "(outside the contract)"
@@ -309,7 +310,7 @@ class ContractValidator:
         for part in self._request_parts:
             for error in part.iter_request_errors(request):
                 violations.extend(self._request_error(error))
-        return violations
+        return list(dict.fromkeys(violations))
 
     @staticmethod
     def _request_error(error: Exception) -> Iterator[Violation]:
@@ -352,7 +353,7 @@ class ContractValidator:
                 continue  # reported on the request side
             else:
                 violations.extend(_body_violations("response", status, error))
-        return violations
+        return list(dict.fromkeys(violations))
 
     # Schema facts for the drift report.
 
