@@ -202,6 +202,8 @@ def _proxy(args: argparse.Namespace) -> int:
         print(f"flashback-contract: {exc}", file=sys.stderr)
         return 2
 
+    # One line per exchange at info; --log-level warning keeps violations and failures only.
+    logging.getLogger("flashback_contract.proxy").setLevel(args.log_level.upper())
     url = f"http://{args.host}:{args.port}"
     print(f"Contract proxy on {url} -> {args.upstream}", end="")
     print(" (strict: violating exchanges are refused)" if args.strict else "")

@@ -200,7 +200,7 @@ class ContractProxy:
         try:
             operation, violations = self.validator.operation(exchange)
             if operation is not None:
-                violations += self.validator.request_violations(exchange)
+                violations += self.validator.request_violations(exchange, operation)
         except Exception as exc:
             log.error(
                 "%s %s: request not checked (%s)",
@@ -212,10 +212,10 @@ class ContractProxy:
         return operation, violations
 
     def _check_response(
-        self, exchange: Exchange, status: int, headers: Headers, body: bytes
+        self, exchange: Exchange, operation: Operation, status: int, headers: Headers, body: bytes
     ) -> list[Violation]:
         try:
-            return self.validator.response_violations(exchange, status, headers, body)
+            return self.validator.response_violations(exchange, operation, status, headers, body)
         except Exception as exc:
             log.error(
                 "%s %s: response not checked (%s)",
@@ -351,7 +351,9 @@ class ContractProxy:
         media_type = _media_type(headers)
         decoded = None if overflow else _decoded(body, headers)
         if operation is not None and decoded is not None:
-            violations = violations + self._check_response(exchange, status, headers, decoded)
+            violations = violations + self._check_response(
+                exchange, operation, status, headers, decoded
+            )
         elif overflow:
             log.info(
                 "%s %s: body over %d bytes, streamed unchecked",
