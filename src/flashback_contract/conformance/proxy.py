@@ -185,9 +185,7 @@ class ContractProxy:
                 v.short() for v in violations[:10]
             )
             refused = Example(example_request, None, "not forwarded (--strict)")
-            self._observe(
-                operation, exchange, example_request, None, violations, refused, None, "", STRICT
-            )
+            self.report.observe(operation, refused, None, violations, unanswered=STRICT)
             await self._send_envelope(send, 400, message, violations)
             return
         await self._forward(scope, exchange, operation, violations, example_request, send)
@@ -367,9 +365,7 @@ class ContractProxy:
         elapsed = (time.monotonic() - started) * 1000
         self._log(exchange, operation, status, violations, elapsed)
         example = Example(example_request, status, redact_body(decoded or b""))
-        self._observe(
-            operation, exchange, example_request, status, violations, example, parsed, media_type
-        )
+        self.report.observe(operation, example, status, violations, media_type, parsed)
         if self.recorder is not None and operation is not None and 200 <= status < 300:
             self.recorder.observe(operation, exchange, headers, decoded, parsed)
         response_violations = [v for v in violations if v.side == "response"]
@@ -388,29 +384,6 @@ class ContractProxy:
             async for chunk in stream:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-    def _observe(
-        self,
-        operation: Operation | None,
-        exchange: Exchange,
-        example_request: str,
-        status: int | None,
-        violations: list[Violation],
-        example: Example | None,
-        body: Any,
-        media_type: str,
-        unanswered: str | None = None,
-    ) -> None:
-        self.report.observe(
-            operation,
-            exchange.method,
-            example or Example(example_request, status, ""),
-            status,
-            violations,
-            media_type,
-            body,
-            unanswered,
-        )
 
     def _log(
         self,
@@ -446,9 +419,8 @@ class ContractProxy:
     ) -> None:
         log.error("%s %s: upstream %s", exchange.method, exchange.path, failure)
         await self._send_envelope(send, status, f"Upstream {failure}")
-        self._observe(
-            operation, exchange, example_request, None, [], None, None, "", f"upstream {failure}"
-        )
+        example = Example(example_request, None, f"not answered: upstream {failure}")
+        self.report.observe(operation, example, None, [], unanswered=f"upstream {failure}")
 
     @staticmethod
     async def _send_envelope(

@@ -149,7 +149,7 @@ class Report:
         self.upstream = upstream
         self.operations: dict[str, OperationReport] = {}
 
-    def _operation(self, operation: Operation | None, method: str) -> OperationReport:
+    def _operation(self, operation: Operation | None) -> OperationReport:
         if operation is None:
             name = OUTSIDE_THE_CONTRACT
             if name not in self.operations:
@@ -165,7 +165,6 @@ class Report:
     def observe(
         self,
         operation: Operation | None,
-        method: str,
         example: Example,
         status: int | None,
         violations: list[Violation],
@@ -174,7 +173,7 @@ class Report:
         unanswered: str | None = None,
     ) -> None:
         """One call: its status, its violations, and the fields its JSON body carried."""
-        entry = self._operation(operation, method)
+        entry = self._operation(operation)
         entry.calls += 1
         if unanswered is not None:
             entry.unanswered[unanswered] += 1
