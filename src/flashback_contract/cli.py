@@ -72,6 +72,7 @@ def _banner(
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from flashback_contract.mock.access_log import configure_logging
     from flashback_contract.mock.app import create_app
     from flashback_contract.mock.seed import SeedError, prepare_store, read_seed
     from flashback_contract.store import StoreUrlError, open_store
@@ -92,7 +93,9 @@ def _serve(args: argparse.Namespace) -> int:
         delay_ms=args.delay_ms,
         fail_rate=args.fail_rate,
         max_body_bytes=args.max_body_bytes,
+        log_format=args.log_format,
     )
+    configure_logging(args.log_level)
     try:
         store = open_store(settings.store_url)
         read_seed(settings.seed_file)
@@ -123,7 +126,10 @@ def _serve(args: argparse.Namespace) -> int:
         # the handler it found; with this one the process ends normally, with status 0.
         for stop in (signal.SIGINT, signal.SIGTERM):
             signal.signal(stop, lambda *_: None)
-        config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level)
+        # The app writes its own access line (access_log.py): uvicorn's is off.
+        config = uvicorn.Config(
+            app, host=args.host, port=args.port, log_level=args.log_level, access_log=False
+        )
         uvicorn.Server(config).run(sockets=[sock])
     print("Stopped.", flush=True)
     return 0
@@ -303,7 +309,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level",
         default="info",
         choices=["critical", "error", "warning", "info", "debug", "trace"],
-        help="server log level (default info)",
+        help="server log level (default info): one access line per request; debug adds the "
+        "frameworks' own lines",
+    )
+    serve.add_argument(
+        "--log-format",
+        default="text",
+        choices=["text", "json"],
+        help="access log lines: short text (default) or one JSON object per line",
     )
     serve.add_argument(
         "--cors-origin",

@@ -13,6 +13,11 @@ from starlette.responses import Response
 from flashback_contract.contract import HTTP_METHODS, load_spec
 
 
+def json_text(document: Any) -> str:
+    """The one JSON style of every body served: compact, keys in built order, newline-ended."""
+    return json.dumps(document, separators=(",", ":")) + "\n"
+
+
 def envelope(message: str, error_code: str | None = None) -> dict[str, Any]:
     """The documented error body, ``{"success": false, "message": ...}``."""
     body: dict[str, Any] = {"success": False, "message": message}
@@ -26,7 +31,7 @@ def envelope_response(
 ) -> Response:
     """A Starlette response carrying the envelope."""
     return Response(
-        json.dumps(envelope(message)),
+        json_text(envelope(message)),
         status_code=status,
         media_type="application/json",
         headers=dict(headers or {}),

@@ -3,23 +3,30 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
+import yaml
 from connexion import FlaskApp
 from connexion.middleware import MiddlewarePosition
+from starlette.types import Scope
 
-from flashback_contract.contract import spec_path
+from flashback_contract.contract import load_spec, spec_path
 from flashback_contract.domain import utcnow
 from flashback_contract.mock import frontend
+from flashback_contract.mock.access_log import AccessLogMiddleware, path_templates
 from flashback_contract.mock.auth import Authenticator, bearer_security_handler, control_info
+from flashback_contract.mock.bodies import CONTRACT_JSON
+from flashback_contract.mock.bridge import FlaskBridge, operation_of
 from flashback_contract.mock.documents import ContractDocuments
 from flashback_contract.mock.errors import install_error_handlers
-from flashback_contract.mock.limits import RequestLimits, validator_map
+from flashback_contract.mock.limits import RequestLimits
 from flashback_contract.mock.seed import seed_if_empty
 from flashback_contract.mock.services import EXTENSION_KEY, Services
 from flashback_contract.mock.settings import Settings
 from flashback_contract.mock.tokens import jwt_secret
+from flashback_contract.mock.validators import compiled_validator_map
 from flashback_contract.store import Store, open_store
 
 log = logging.getLogger(__name__)
@@ -28,9 +35,27 @@ log = logging.getLogger(__name__)
 logging.getLogger("connexion.operations.openapi3").setLevel(logging.ERROR)
 
 
+# Operations that may take long whatever the store: RSA key generation, and the control
+# operations whose work grows with all the data. They always run in a worker thread.
+THREADED_OPERATIONS = frozenset({"generateOrgKey", "resetState", "importState", "exportState"})
+
+
 def control_spec_path() -> Path:
     """Path of ``mock-control.yaml``, the mock's own control API (always in the package)."""
     return Path(str(resources.files(__package__).joinpath("mock-control.yaml")))
+
+
+def runs_in_thread(store: Store) -> Callable[[Scope], bool]:
+    """Per request, after routing: may this operation wait? Then not on the event loop."""
+
+    def in_thread(scope: Scope) -> bool:
+        operation = operation_of(scope)
+        if operation in THREADED_OPERATIONS:
+            return True
+        # GET handlers read in read-only transactions; every other operation may write.
+        return store.may_wait(write=scope["method"] != "GET")
+
+    return in_thread
 
 
 def create_app(settings: Settings | None = None, store: Store | None = None) -> FlaskApp:
@@ -45,13 +70,17 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         __name__,
         # Query parameters the contract does not declare are refused (400), not ignored.
         strict_validation=True,
-        validator_map=validator_map(),
+        validator_map=compiled_validator_map(),
+        jsonifier=CONTRACT_JSON,
         security_map={
             "bearer": bearer_security_handler(
                 authenticator.bearer_info, control_info(settings.control_token)
             )
         },
     )
+    # In place of a2wsgi's thread pool for every request (see bridge.py).
+    flask_app = app._middleware_app
+    flask_app.asgi_app = FlaskBridge(flask_app.app.wsgi_app, runs_in_thread(store))
     # Before the contract: an API at base path "" would match /__mock/ paths too.
     app.add_api(
         control_spec_path(),
@@ -61,6 +90,14 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     app.add_api(spec_path(), validate_responses=settings.validate_responses)
     app.app.extensions[EXTENSION_KEY] = Services(settings=settings, store=store, clock=utcnow)
     install_error_handlers(app)
+    # First, so it is the outermost of the app's middleware and sees every response.
+    control_spec = yaml.safe_load(control_spec_path().read_text("utf-8"))
+    app.add_middleware(
+        AccessLogMiddleware,
+        position=MiddlewarePosition.BEFORE_EXCEPTION,
+        templates=path_templates([(frontend.CONTROL_BASE_PATH, control_spec), ("", load_spec())]),
+        log_format=settings.log_format,
+    )
     # Ahead of connexion's spec endpoints: the contract as written, with this mock in servers.
     app.add_middleware(ContractDocuments, position=MiddlewarePosition.BEFORE_SWAGGER, store=store)
     frontend.install(app, settings)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hmac
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +14,8 @@ from connexion.security import BearerSecurityHandler
 from flashback_contract.domain import Role
 from flashback_contract.mock import tokens
 from flashback_contract.store import Store
+
+TokenInfo = dict[str, Any] | None
 
 
 @dataclass(frozen=True)
@@ -31,7 +35,7 @@ class Authenticator:
         self._jwt_secret = jwt_secret
 
     def principal_for(self, token: str) -> Principal | None:
-        with self._store.transaction() as uow:
+        with self._store.reading() as uow:
             if tokens.looks_like_jwt(token):
                 user_id = tokens.user_of(self._jwt_secret, token)
                 user = None if user_id is None else uow.user(user_id)
@@ -41,8 +45,16 @@ class Authenticator:
             return None
         return Principal(user_id=user.id, org_id=user.org_id, role=user.role)
 
-    def bearer_info(self, token: str) -> dict[str, Any] | None:
-        """connexion's bearer-info contract: token info, or None for a 401."""
+    def bearer_info(self, token: str) -> TokenInfo | Awaitable[TokenInfo]:
+        """connexion's bearer-info contract: token info, or None for a 401.
+
+        Called on the event loop: a lookup that may wait runs in a thread (connexion awaits it).
+        """
+        if self._store.may_wait(write=False):
+            return asyncio.to_thread(self._token_info, token)
+        return self._token_info(token)
+
+    def _token_info(self, token: str) -> TokenInfo:
         principal = self.principal_for(token)
         if principal is None:
             return None
@@ -64,7 +76,7 @@ def control_info(control_token: str | None) -> Callable[[str], dict[str, Any] | 
 
 
 def bearer_security_handler(
-    bearer_info: Callable[[str], dict[str, Any] | None],
+    bearer_info: Callable[[str], TokenInfo | Awaitable[TokenInfo]],
     control: Callable[[str], dict[str, Any] | None],
 ) -> type:
     """A connexion security handler bound to this app's token checks (its ``security_map``).
@@ -73,6 +85,10 @@ def bearer_security_handler(
     """
 
     class AppBearerSecurityHandler(BearerSecurityHandler):  # type: ignore[misc]
+        # connexion inspects the token function's signature on every request (twice); the
+        # functions never change, so the answer is computed once per function.
+        _accepts_kwarg = staticmethod(functools.cache(BearerSecurityHandler._accepts_kwarg))
+
         def _resolve_func(self, security_scheme: dict[str, Any]) -> Callable[..., Any]:
             return control if security_scheme.get("x-flashback-control") else bearer_info
 

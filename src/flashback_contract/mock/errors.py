@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from http import HTTPStatus
 from typing import Any
@@ -16,7 +15,7 @@ from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from flashback_contract.contract import allowed_methods
-from flashback_contract.web import envelope
+from flashback_contract.web import envelope, json_text
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +37,7 @@ class ApiError(Exception):
 
 
 def _body(message: str, error_code: str | None = None) -> bytes:
-    return json.dumps(envelope(message, error_code)).encode("utf-8")
+    return json_text(envelope(message, error_code)).encode("utf-8")
 
 
 def _reason(status: int) -> str:

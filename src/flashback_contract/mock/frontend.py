@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 from typing import Any
 
@@ -18,7 +17,7 @@ from werkzeug.http import parse_accept_header
 
 from flashback_contract.contract import HTTP_METHODS, load_spec
 from flashback_contract.mock.settings import Settings
-from flashback_contract.web import EnvelopeCORSMiddleware, cors_options
+from flashback_contract.web import EnvelopeCORSMiddleware, cors_options, json_text
 
 MAX_DELAY_MS = 10_000
 # Where the mock control API is mounted (outside the contract).
@@ -30,7 +29,7 @@ PREFERENCES = ("code", "example", "delay")
 # Request headers the mock itself reads (Prefer) or that tracing front ends commonly send.
 MOCK_REQUEST_HEADERS = ("Prefer", "X-Request-Id")
 # Response headers the mock adds beside the contract's own.
-MOCK_RESPONSE_HEADERS = ("Content-Disposition", "Preference-Applied")
+MOCK_RESPONSE_HEADERS = ("Content-Disposition", "Preference-Applied", "X-Request-Id")
 
 
 def parse_prefer(value: str) -> dict[str, str]:
@@ -179,7 +178,7 @@ class PreferMiddleware:
             scope.setdefault("state", {})["forced"] = "Prefer: " + _preference_applied(
                 [name for name in applied if name != "delay"], preferences
             )
-        text = json.dumps(body) if media_type == "application/json" else str(body)
+        text = json_text(body) if media_type == "application/json" else str(body)
         response = Response(text, status_code=status, media_type=media_type)
         if applied:
             response.headers["Preference-Applied"] = _preference_applied(applied, preferences)

@@ -10,7 +10,7 @@ from connexion.exceptions import BadRequestProblem, UnsupportedMediaTypeProblem
 from connexion.validators import VALIDATOR_MAP, JSONRequestBodyValidator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from flashback_contract.web import envelope
+from flashback_contract.web import envelope, json_text
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 # Far above anything the contract needs (ids are at most 128 characters), far below what
@@ -99,7 +99,7 @@ def _replay(messages: list[Message], receive: Receive) -> Receive:
 
 
 async def _refuse(send: Send, status: int, message: str) -> None:
-    body = json.dumps(envelope(message)).encode("utf-8")
+    body = json_text(envelope(message)).encode("utf-8")
     await send(
         {
             "type": "http.response.start",

@@ -28,6 +28,8 @@ class Settings:
     # Latency added to every contract operation, and the share answered with a documented 500.
     delay_ms: int = 0
     fail_rate: float = 0.0
+    # The access log's format: "text" (one short line) or "json" (one object per line).
+    log_format: str = "text"
     # How far a signed node request's timestamp may be from the server clock.
     node_clock_skew_seconds: int = 300
     # Larger request bodies are refused with 413 before anything parses them.

@@ -174,6 +174,17 @@ class Store(Protocol):
     url: str
 
     def transaction(self) -> AbstractContextManager[UnitOfWork]: ...
+    def reading(self) -> AbstractContextManager[UnitOfWork]:
+        """A transaction that only reads: it never waits for writers (SQLite takes no lock)."""
+        ...
+
+    def may_wait(self, write: bool) -> bool:
+        """Whether a transaction may wait now (a lock held elsewhere, a network round trip).
+
+        The server runs transactions that cannot wait on its event loop, the others in a thread.
+        """
+        ...
+
     def close(self) -> None: ...
 
 

@@ -205,16 +205,26 @@ class MemoryStore:
         self.url = url
         self._state = _State()
         self._lock = threading.RLock()
+        self._busy = False
 
     @contextmanager
     def transaction(self) -> Iterator[MemoryUnitOfWork]:
         with self._lock:
             before = self._state.snapshot()
+            self._busy = True
             try:
                 yield MemoryUnitOfWork(self._state)
             except BaseException:
                 self._state = before
                 raise
+            finally:
+                self._busy = False
+
+    reading = transaction
+
+    def may_wait(self, write: bool) -> bool:
+        # Transactions are in-memory work; only a long one (an import) makes others wait.
+        return self._busy
 
     def close(self) -> None:
         """Nothing to release."""

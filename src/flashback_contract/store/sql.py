@@ -512,6 +512,9 @@ class SqlUnitOfWork:
         return self._c.execute(sa.select(organizations.c.id).limit(1)).first() is None
 
 
+READ_ONLY = "flashback_read_only"
+
+
 def _sqlite_engine(url: sa.URL) -> Engine:
     in_memory = url.database in (None, "", ":memory:")
     engine = sa.create_engine(
@@ -534,8 +537,12 @@ def _sqlite_engine(url: sa.URL) -> Engine:
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        # Take the write lock up front: read-then-write transactions (quota) stay atomic.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Writers take the write lock up front: read-then-write transactions (quota) stay
+        # atomic. Readers take none: under WAL they see a snapshot and never wait.
+        if conn.get_execution_options().get(READ_ONLY):
+            conn.exec_driver_sql("BEGIN")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
@@ -546,6 +553,8 @@ class SqlStore:
     def __init__(self, url: str) -> None:
         self.url = url
         parsed = sa.make_url(url)
+        # SQLite is a file in this process; PostgreSQL is a network round trip per statement.
+        self._in_process = parsed.get_backend_name() == "sqlite"
         if parsed.get_backend_name() == "sqlite":
             self._engine = _sqlite_engine(parsed)
         else:
@@ -558,6 +567,17 @@ class SqlStore:
     def transaction(self) -> Iterator[SqlUnitOfWork]:
         with self._engine.begin() as conn:
             yield SqlUnitOfWork(conn)
+
+    @contextmanager
+    def reading(self) -> Iterator[SqlUnitOfWork]:
+        with self._engine.connect() as conn:
+            conn.execution_options(**{READ_ONLY: True})
+            with conn.begin():
+                yield SqlUnitOfWork(conn)
+
+    def may_wait(self, write: bool) -> bool:
+        # SQLite writers queue for the file's write lock; its readers never wait.
+        return write or not self._in_process
 
     def drop_all(self) -> None:
         """Remove every table (tests and reset)."""

@@ -75,7 +75,7 @@ def resetState(token_info: dict[str, Any] | None = None) -> tuple[dict[str, Any]
 
 def exportState(token_info: dict[str, Any] | None = None) -> tuple[dict[str, Any], int]:
     services = _authorized(token_info)
-    with services.store.transaction() as uow:
+    with services.store.reading() as uow:
         return dump_seed(uow.everything()), 200
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
@@ -14,6 +13,7 @@ from flashback_contract.mock.auth import principal_of
 from flashback_contract.mock.crypto import generate_rsa_key_pair
 from flashback_contract.mock.errors import ApiError
 from flashback_contract.mock.services import current_services
+from flashback_contract.web import json_text
 
 PEM_MEDIA_TYPE = "application/x-pem-file"
 JSON_MEDIA_TYPE = "application/json"
@@ -51,11 +51,16 @@ def generateOrgKey(idOrg: str, token_info: dict[str, Any]) -> flask.Response:
     policy.require_org_key_manager(principal, idOrg)
     services = current_services()
     maximum = services.settings.orgkeys_max
+    with services.store.reading() as uow:
+        if uow.count_org_keys(idOrg) >= maximum:
+            raise ApiError(400, policy.orgkeys_quota_reached(maximum))
+    # Outside the transaction: generation takes tens of milliseconds, and no other request
+    # should wait on the store for it. The quota is checked again under the lock.
+    private_pem, public_pem = generate_rsa_key_pair()
     with services.store.transaction() as uow:
         uow.lock_organization(idOrg)
         if uow.count_org_keys(idOrg) >= maximum:
             raise ApiError(400, policy.orgkeys_quota_reached(maximum))
-        private_pem, public_pem = generate_rsa_key_pair()
         key = OrganizationKey(
             id=str(uuid.uuid4()), org_id=idOrg, public_key=public_pem, created_at=services.clock()
         )
@@ -70,13 +75,13 @@ def generateOrgKey(idOrg: str, token_info: dict[str, Any]) -> flask.Response:
         return flask.Response(private_pem, status=200, mimetype=PEM_MEDIA_TYPE, headers=headers)
     # JSON, */*, no Accept (the TypeScript client) or anything else: the PEM as a JSON string.
     return flask.Response(
-        json.dumps(private_pem), status=200, mimetype=JSON_MEDIA_TYPE, headers=headers
+        json_text(private_pem), status=200, mimetype=JSON_MEDIA_TYPE, headers=headers
     )
 
 
 def getOrgKeys(idOrg: str, token_info: dict[str, Any]) -> tuple[dict[str, Any], int]:
     policy.require_org_key_manager(principal_of(token_info), idOrg)
-    with current_services().store.transaction() as uow:
+    with current_services().store.reading() as uow:
         keys = uow.org_keys(idOrg)
     return {"success": True, "data": [_organization_key(k) for k in keys]}, 200
 

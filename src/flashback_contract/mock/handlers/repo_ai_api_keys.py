@@ -73,7 +73,7 @@ def createRepoAiApiKey(
 
 def getRepoAiApiKeys(repoId: str, token_info: dict[str, Any]) -> tuple[dict[str, Any], int]:
     principal = principal_of(token_info)
-    with current_services().store.transaction() as uow:
+    with current_services().store.reading() as uow:
         policy.require_repository_access(uow, principal, repoId)
         keys = uow.ai_keys(repoId)
     return {"success": True, "apiKeys": [_repo_ai_api_key(k) for k in keys]}, 200

@@ -1,0 +1,114 @@
+"""How connexion reaches Flask: on the event loop when an operation cannot block, else in a thread.
+
+connexion's FlaskApp hands every request to a2wsgi's thread pool and every response chunk back
+to the loop; those hand-offs cost more CPU than the handlers. Most operations here do a few
+microseconds of in-process work, which the loop can run itself. Operations that may wait (RSA
+key generation, a store call that can wait on a lock or a network) still go to a worker thread,
+so they never hold up other clients. The choice is made per request, after routing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import io
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, cast
+
+from a2wsgi.wsgi import build_environ
+from starlette.types import Receive, Scope, Send
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+Response = tuple[int, list[tuple[bytes, bytes]], bytes]
+
+ROUTING = "connexion_routing"
+
+
+def operation_of(scope: Scope) -> str | None:
+    """The operationId connexion routed the request to (None before routing, or unrouted)."""
+    routed = scope.get("extensions", {}).get(ROUTING, {}).get("operation_id")
+    return None if routed is None else str(routed).rsplit(".", 1)[-1]
+
+
+class FlaskBridge:
+    """The ASGI face of the Flask app, in place of connexion's a2wsgi ``WSGIMiddleware``.
+
+    ``in_thread(scope)`` decides, per request, whether the Flask app runs in a worker thread.
+    ``app`` stays the wrapped WSGI app, as connexion's ``add_wsgi_middleware`` expects.
+    """
+
+    def __init__(self, app: WsgiApp, in_thread: Callable[[Scope], bool], workers: int = 10) -> None:
+        self.app = app
+        self.in_thread = in_thread
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="flask")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            await send({"type": "websocket.close", "code": 1000})
+            return
+        body = await _read_body(receive)
+        environ = cast(dict[str, Any], build_environ(cast(Any, scope), cast(Any, io.BytesIO(body))))
+        if self.in_thread(scope):
+            loop = asyncio.get_running_loop()
+            run = functools.partial(contextvars.copy_context().run, self._run, environ)
+            status, headers, content = await loop.run_in_executor(self._executor, run)
+        else:
+            status, headers, content = self._run(environ)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": content})
+
+    def _run(self, environ: dict[str, Any]) -> Response:
+        """Call the WSGI app to the end; bodies here are small and sent whole."""
+        started: list[Any] = []
+        chunks: list[bytes] = []
+
+        def start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Callable[[bytes], None]:
+            if exc_info is not None and started:
+                raise exc_info[1].with_traceback(exc_info[2])
+            started[:] = [status, headers]
+            return chunks.append
+
+        iterable = self.app(environ, start_response)
+        try:
+            chunks.extend(iterable)
+        finally:
+            close = getattr(iterable, "close", None)
+            if close is not None:
+                close()
+        status, headers = started
+        encoded = [
+            (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers
+        ]
+        return int(status.split(" ", 1)[0]), encoded, b"".join(chunks)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False)
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

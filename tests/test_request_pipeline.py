@@ -1,0 +1,202 @@
+"""The request pipeline around the handlers: access log, request ids, JSON style, concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from connexion import FlaskApp
+from starlette.testclient import TestClient
+
+from flashback_contract import Settings, create_app
+from flashback_contract.mock.access_log import configure_logging
+from flashback_contract.mock.app import THREADED_OPERATIONS
+from flashback_contract.store import open_store
+
+from .conftest import OWNER, bearer
+
+ACCESS = "flashback_contract.access"
+OWN_KEYS = "/organization/org-acme/key"
+
+
+def access_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == ACCESS]
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    loggers = [logging.getLogger(), logging.getLogger("connexion"), logging.getLogger(ACCESS)]
+    saved = [(lg, lg.level, lg.handlers[:], lg.propagate) for lg in loggers]
+    yield
+    for lg, level, handlers, propagate in saved:
+        lg.setLevel(level)
+        lg.handlers[:] = handlers
+        lg.propagate = propagate
+
+
+def test_access_line_names_method_template_operation_status_and_request_id(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=ACCESS)
+    response = client.get(OWN_KEYS, headers={**bearer(OWNER), "X-Request-Id": "req-42.a:b"})
+    assert response.headers["X-Request-Id"] == "req-42.a:b"
+    [line] = access_lines(caplog)
+    assert line.startswith("GET /organization/{idOrg}/key getOrgKeys 200 ")
+    assert line.endswith(" id=req-42.a:b")
+    assert OWNER not in line and "org-acme" not in line
+
+
+def test_a_request_without_a_sane_id_gets_a_generated_one(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=ACCESS)
+    first = client.get(OWN_KEYS, headers={**bearer(OWNER), "X-Request-Id": "no spaces\tor tabs"})
+    second = client.get(OWN_KEYS, headers=bearer(OWNER))
+    ids = [first.headers["X-Request-Id"], second.headers["X-Request-Id"]]
+    assert all(len(i) == 16 and int(i, 16) >= 0 for i in ids) and ids[0] != ids[1]
+    assert [line.rsplit("id=", 1)[1] for line in access_lines(caplog)] == ids
+
+
+def test_unrouted_requests_and_errors_are_logged_too(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=ACCESS)
+    client.get("/no/such/path?token=secret")
+    client.get(OWN_KEYS)
+    unrouted, unauthenticated = access_lines(caplog)
+    assert unrouted.startswith("GET /no/such/path - 404 ") and "secret" not in unrouted
+    assert unauthenticated.startswith("GET /organization/{idOrg}/key getOrgKeys 401 ")
+
+
+def test_json_access_lines_for_machines(
+    make_app: Callable[..., FlaskApp], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=ACCESS)
+    with make_app(log_format="json").test_client() as client:
+        response = client.post(
+            "/repo/repo-acme-main/ai/apikey",
+            headers=bearer(OWNER),
+            json={"name": "ci", "aiType": "OPENAI"},
+        )
+    [line] = access_lines(caplog)
+    record = json.loads(line)
+    assert record["method"] == "POST"
+    assert record["path"] == "/repo/{repoId}/ai/apikey"
+    assert record["operationId"] == "createRepoAiApiKey"
+    assert record["status"] == response.status_code
+    assert record["requestId"] == response.headers["X-Request-Id"]
+    assert record["durationMs"] >= 0 and "forced" not in record
+    # Never the body, whose answer carries the key's secret.
+    assert response.json()["secret"] not in line
+
+
+def test_forced_answers_are_named_in_the_access_line(
+    make_app: Callable[..., FlaskApp], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=ACCESS)
+    with make_app().test_client() as client:
+        client.get(OWN_KEYS, headers={**bearer(OWNER), "Prefer": "code=403"})
+        client.get(OWN_KEYS, headers={"Prefer": "code=401"})
+        client.get(OWN_KEYS, headers=bearer(OWNER))
+    with make_app(fail_rate=1.0).test_client() as client:
+        client.get(OWN_KEYS, headers=bearer(OWNER))
+    prefer_403, prefer_401, plain, failed = access_lines(caplog)
+    assert " 403 " in prefer_403 and prefer_403.endswith(" forced=Prefer: code=403")
+    assert " 401 " in prefer_401 and prefer_401.endswith(" forced=Prefer: code=401")
+    assert "forced=" not in plain
+    assert " 500 " in failed and failed.endswith(" forced=--fail-rate")
+
+
+def compact(document: object) -> str:
+    return json.dumps(document, separators=(",", ":")) + "\n"
+
+
+def test_every_json_body_is_compact_in_built_order_and_newline_terminated(
+    client: TestClient,
+) -> None:
+    success = client.get(OWN_KEYS, headers=bearer(OWNER))
+    refused = client.get(OWN_KEYS)
+    forced = client.get(OWN_KEYS, headers={**bearer(OWNER), "Prefer": "code=403"})
+    for response in (success, refused, forced):
+        assert response.text == compact(response.json())
+    assert success.text.startswith('{"success":true,"data":[{"id":')
+    assert refused.text.startswith('{"success":false,"message":')
+
+
+def test_framework_chatter_only_at_debug(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    configure_logging("info")
+    client.get(OWN_KEYS)
+    assert not [r for r in caplog.records if r.name.startswith("connexion")]
+    configure_logging("debug")
+    client.get(OWN_KEYS)
+    assert [r for r in caplog.records if r.name.startswith("connexion")]
+
+
+def test_operations_that_always_block_run_in_a_thread() -> None:
+    assert "generateOrgKey" in THREADED_OPERATIONS  # RSA key generation
+
+
+async def _first_to_finish(app: FlaskApp, slow: httpx.Request, fast: httpx.Request) -> str:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+        order: list[str] = []
+
+        async def send(name: str, request: httpx.Request) -> None:
+            response = await http.send(request)
+            assert response.status_code == 200, response.text
+            order.append(name)
+
+        slow_task = asyncio.create_task(send("slow", slow))
+        await asyncio.sleep(0.2)  # the slow request is in flight
+        await send("fast", fast)
+        first = order[0]
+        await slow_task
+        return first
+
+
+def test_a_delayed_request_does_not_hold_up_others(
+    make_app: Callable[..., FlaskApp],
+) -> None:
+    app = make_app()
+    slow = httpx.Request(
+        "GET", f"http://127.0.0.1{OWN_KEYS}", headers={**bearer(OWNER), "Prefer": "delay=3000"}
+    )
+    fast = httpx.Request("GET", f"http://127.0.0.1{OWN_KEYS}", headers=bearer(OWNER))
+    assert asyncio.run(_first_to_finish(app, slow, fast)) == "fast"
+
+
+def test_a_write_waiting_for_the_sqlite_lock_does_not_hold_up_reads(tmp_path: Path) -> None:
+    database = tmp_path / "store.sqlite3"
+    store = open_store(f"sqlite:///{database}")
+    app = create_app(Settings(store_url=store.url), store=store)
+    write = httpx.Request(
+        "POST",
+        "http://127.0.0.1/repo/repo-acme-main/ai/apikey",
+        headers=bearer(OWNER),
+        json={"name": "waits", "aiType": "OPENAI"},
+    )
+    read = httpx.Request("GET", f"http://127.0.0.1{OWN_KEYS}", headers=bearer(OWNER))
+    # Another process holds the write lock: the write waits in a worker thread, reads go on.
+    holder = sqlite3.connect(database, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+
+    async def scenario() -> str:
+        release = asyncio.get_running_loop().call_later(1.5, holder.rollback)
+        try:
+            return await _first_to_finish(app, write, read)
+        finally:
+            release.cancel()
+
+    try:
+        assert asyncio.run(scenario()) == "fast"
+    finally:
+        holder.close()
+        store.close()
