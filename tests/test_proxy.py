@@ -20,7 +20,7 @@ import pytest
 import yaml
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
@@ -160,10 +160,22 @@ def _broken_generate(_request: Request) -> Response:
     return Response(PRIVATE_PEM, status_code=201, media_type="application/x-pem-file")
 
 
+BIG_CHUNK = bytes(range(256)) * 4096  # 1 MiB
+
+
+def _big_download(_request: Request) -> Response:
+    async def chunks() -> Any:
+        for _ in range(6):
+            yield BIG_CHUNK
+
+    return StreamingResponse(chunks(), media_type="application/x-pem-file")
+
+
 def broken_backend() -> Tap:
     return Tap(
         Starlette(
             routes=[
+                Route("/organization/big/key", _big_download, methods=["POST"]),
                 Route("/repo/slow/ai/apikey", _slow),
                 Route("/repo/{repoId}/ai/apikey", _broken_listing, methods=["GET"]),
                 Route("/repo/{repoId}/ai/apikey", _broken_create, methods=["POST"]),
@@ -243,6 +255,20 @@ def test_a_streamed_pem_download_stays_byte_identical() -> None:
     assert tap.answers == [(200, streamed)]
     assert streamed.startswith(b"-----BEGIN RSA PRIVATE KEY-----")
     assert VIOLATIONS_HEADER not in response.headers
+
+
+def test_a_download_past_the_checked_size_streams_through_unchanged() -> None:
+    backend = broken_backend()
+    with (
+        serve_in_thread(backend) as upstream,
+        running_proxy(upstream) as (url, _),
+        httpx.stream("POST", f"{url}/organization/big/key", headers=bearer(OWNER)) as response,
+    ):
+        received = b"".join(response.iter_raw())
+
+    assert response.status_code == 200
+    assert received == BIG_CHUNK * 6
+    assert backend.answers == [(200, received)]
 
 
 @pytest.mark.parametrize("case", sorted(BROKEN_CASES))
@@ -472,8 +498,11 @@ def test_the_proxy_command_reports_every_drift_by_operation_and_exits_1(tmp_path
 
 
 def test_the_proxy_command_exits_0_when_nothing_disagrees(tmp_path: Path) -> None:
+    seed = tmp_path / "seed.yaml"
     with running_mock() as (mock_url, _):
-        process, url = start_proxy_command(mock_url, "--junit", str(tmp_path / "j.xml"))
+        process, url = start_proxy_command(
+            mock_url, "--junit", str(tmp_path / "j.xml"), "--record", str(seed)
+        )
         response = httpx.get(f"{url}/organization/org-acme/key", headers=bearer(OWNER))
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=30)
@@ -485,6 +514,10 @@ def test_the_proxy_command_exits_0_when_nothing_disagrees(tmp_path: Path) -> Non
     cases = list(ET.parse(tmp_path / "j.xml").getroot().iter("testcase"))
     assert [c.get("name") for c in cases] == ["getOrgKeys (GET /organization/{idOrg}/key)"]
     assert cases[0].find("failure") is None
+    # The recorded OWNER's generated token is printed and written into the seed.
+    (owner,) = yaml.safe_load(seed.read_text())["users"]
+    assert owner["org"] == "org-acme" and owner["role"] == "OWNER"
+    assert f"{owner['token']}" in output
 
 
 def test_a_recorded_seed_gives_a_new_mock_the_same_listed_keys(tmp_path: Path) -> None:
