@@ -7,6 +7,7 @@ JUnit XML (``--junit``). Everything in it went through :mod:`redact` first.
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from collections import Counter
 from dataclasses import dataclass, field
@@ -288,6 +289,13 @@ def _cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def _code(text: str) -> str:
+    """Inline code that survives backticks in the text (CommonMark: a longer fence)."""
+    text = text.replace("\n", " ")
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    return f"{fence} {text} {fence}" if fence != "`" else f"`{text}`"
+
+
 def _markdown(report: Report) -> list[str]:
     out = [
         "# Contract proxy report",
@@ -333,7 +341,7 @@ def _markdown(report: Report) -> list[str]:
                     f"  {g.example.request}",
                     "  ```",
                     "",
-                    f"  answered {g.example.status}: `{_cell(g.example.response)}`"
+                    f"  answered {g.example.status}: {_code(g.example.response)}"
                     if g.example.status is not None
                     else f"  {g.example.response}",
                     "",
