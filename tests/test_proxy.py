@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import os
 import signal
@@ -137,6 +138,12 @@ def _broken_listing(request: Request) -> Response:
         key["lastUsedAt"] = "2026-01-02T09:00:00Z"
     elif case == "enum":
         key["aiType"] = "MISTRAL"
+    elif case == "echo":
+        return JSONResponse({"success": True, "apiKeys": [], "received": request.headers.items()})
+    elif case == "gzipped":
+        key["lastUsedAt"] = "2026-01-02T09:00:00Z"
+        packed = gzip.compress(json.dumps({"success": True, "apiKeys": [key]}).encode())
+        return Response(packed, media_type="application/json", headers={"Content-Encoding": "gzip"})
     elif case == "undocumented-status":
         return JSONResponse({"success": False, "message": "I'm a teapot"}, status_code=418)
     elif case == "wrong-content-type":
@@ -269,6 +276,41 @@ def test_a_download_past_the_checked_size_streams_through_unchanged() -> None:
     assert response.status_code == 200
     assert received == BIG_CHUNK * 6
     assert backend.answers == [(200, received)]
+
+
+def test_requests_go_upstream_with_their_headers_less_the_hop_by_hop_ones() -> None:
+    sent = {
+        **bearer(BROKEN_TOKEN),
+        "X-Request-Id": "r-1",
+        "Connection": "keep-alive, X-Hop",
+        "X-Hop": "for the proxy only",
+        "Keep-Alive": "timeout=5",
+    }
+    with serve_in_thread(broken_backend()) as upstream, running_proxy(upstream) as (url, _):
+        client = client_like_the_typescript_one(url)
+        received = dict(client.get("/repo/echo/ai/apikey", headers=sent).json()["received"])
+
+    assert received["authorization"] == f"Bearer {BROKEN_TOKEN}"
+    assert received["x-request-id"] == "r-1"
+    assert received["host"] == upstream.removeprefix("http://")
+    for hop in ("x-hop", "keep-alive"):
+        assert hop not in received
+    # Nothing the client did not send: no User-Agent, Accept or Accept-Encoding of the proxy's.
+    assert "user-agent" not in received and "accept-encoding" not in received
+
+
+def test_a_compressed_answer_is_checked_and_goes_back_compressed() -> None:
+    backend = broken_backend()
+    with (
+        serve_in_thread(backend) as upstream,
+        running_proxy(upstream) as (url, _),
+        httpx.stream("GET", f"{url}/repo/gzipped/ai/apikey", headers=bearer(OWNER)) as response,
+    ):
+        received = b"".join(response.iter_raw())
+
+    assert response.headers["content-encoding"] == "gzip"
+    assert backend.answers == [(200, received)]
+    assert header_violations(response) == ["response 200 /apiKeys/0/lastUsedAt: undocumented field"]
 
 
 @pytest.mark.parametrize("case", sorted(BROKEN_CASES))

@@ -92,6 +92,25 @@ def violations_header(violations: list[Violation]) -> str:
     return value
 
 
+def end_to_end(
+    headers: list[tuple[bytes, bytes]], also_drop: tuple[bytes, ...] = ()
+) -> list[tuple[bytes, bytes]]:
+    """Headers without the hop-by-hop ones, including those ``Connection`` names."""
+    named = {
+        token.strip().lower().encode()
+        for name, value in headers
+        if name.lower() == b"connection"
+        for token in value.decode("latin-1").split(",")
+    }
+    return [
+        (name, value)
+        for name, value in headers
+        if name.lower().decode("latin-1") not in HOP_BY_HOP
+        and name.lower() not in named
+        and name.lower() not in also_drop
+    ]
+
+
 def _media_type(headers: Headers) -> str:
     return (headers.get("content-type") or "").split(";", 1)[0].strip().lower()
 
@@ -261,23 +280,6 @@ class ContractProxy:
         url = self.upstream + exchange.path + (f"?{query}" if query else "")
         return curl_line(exchange.method, url, exchange.headers, exchange.body)
 
-    @staticmethod
-    def _forwarded_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-        named = {
-            token.strip().lower().encode()
-            for name, value in headers
-            if name.lower() == b"connection"
-            for token in value.decode("latin-1").split(",")
-        }
-        return [
-            (name, value)
-            for name, value in headers
-            if name.lower().decode("latin-1") not in HOP_BY_HOP
-            and name.lower() not in named
-            # The upstream's host and the body's length are the transport's to set.
-            and name.lower() not in (b"host", b"content-length")
-        ]
-
     async def _forward(
         self,
         scope: Scope,
@@ -291,7 +293,8 @@ class ContractProxy:
         request = self._http().build_request(
             exchange.method,
             self._url(scope),
-            headers=self._forwarded_headers(scope["headers"]),
+            # The upstream's host and the body's length are the transport's to set.
+            headers=end_to_end(scope["headers"], also_drop=(b"host", b"content-length")),
             content=exchange.body,
         )
         try:
@@ -324,11 +327,7 @@ class ContractProxy:
         headers = Headers(
             [(n.decode("latin-1"), v.decode("latin-1")) for n, v in upstream.headers.raw]
         )
-        raw_headers = [
-            (name, value)
-            for name, value in upstream.headers.raw
-            if name.lower().decode("latin-1") not in HOP_BY_HOP
-        ]
+        raw_headers = end_to_end(upstream.headers.raw)
         chunks: list[bytes] = []
         size = 0
         stream = upstream.aiter_raw()
