@@ -285,7 +285,7 @@ def test_a_forced_code_says_preference_applied_and_marks_the_request(app: FlaskA
     assert response.status_code == 403
     # Only honoured preferences are named; unknown ones (respond-async) are ignored.
     assert response.headers["preference-applied"] == "code=403, delay=1"
-    assert scopes[-1]["state"]["forced"] == "Prefer: code=403"
+    assert scopes[-1]["state"]["forced"] == "prefer:code=403"
 
 
 def test_a_forced_401_and_a_named_example_say_preference_applied(app: FlaskApp) -> None:
@@ -300,7 +300,7 @@ def test_a_forced_401_and_a_named_example_say_preference_applied(app: FlaskApp) 
 
     assert forced_401.headers["preference-applied"] == "code=401"
     assert example.headers["preference-applied"] == "example=quota"
-    assert marks == ["Prefer: code=401", "Prefer: example=quota"]
+    assert marks == ["prefer:code=401", "prefer:example=quota"]
 
 
 def test_a_delay_alone_is_applied_to_the_real_answer_which_is_not_forced(app: FlaskApp) -> None:
@@ -329,7 +329,7 @@ def test_an_injected_failure_is_marked_as_forced(make_app: Callable[..., FlaskAp
         response = client.get("/organization/org-acme/key", headers=bearer(OWNER))
 
     assert response.status_code == 500
-    assert scopes[-1]["state"]["forced"] == "--fail-rate"
+    assert scopes[-1]["state"]["forced"] == "fail-rate"
     assert "preference-applied" not in response.headers
 
 
@@ -415,6 +415,7 @@ def test_the_json_contract_keeps_the_written_key_order_with_this_mock_first(app:
 
     document = served.json()
     written = load_spec()
+    assert served.text.endswith("}\n") and '", "' not in served.text[:200]
     assert list(document) == list(written)
     assert list(document["paths"]) == list(written["paths"])
     first = next(iter(written["paths"].values()))

@@ -107,10 +107,10 @@ def test_forced_answers_are_named_in_the_access_line(
     with make_app(fail_rate=1.0).test_client() as client:
         client.get(OWN_KEYS, headers=bearer(OWNER))
     prefer_403, prefer_401, plain, failed = access_lines(caplog)
-    assert " 403 " in prefer_403 and prefer_403.endswith(" forced=Prefer: code=403")
-    assert " 401 " in prefer_401 and prefer_401.endswith(" forced=Prefer: code=401")
+    assert " 403 " in prefer_403 and prefer_403.endswith(" forced=prefer:code=403")
+    assert " 401 " in prefer_401 and prefer_401.endswith(" forced=prefer:code=401")
     assert "forced=" not in plain
-    assert " 500 " in failed and failed.endswith(" forced=--fail-rate")
+    assert " 500 " in failed and failed.endswith(" forced=fail-rate")
 
 
 def compact(document: object) -> str:

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import html
 import itertools
-import json
 import re
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from flashback_contract.contract import load_spec, spec_path
 from flashback_contract.store import Store
+from flashback_contract.web import json_text
 
 SERVER_DESCRIPTION = "This mock (the server that served this document)"
 # The top-level `servers:` block of the YAML text: the key line and its indented entries.
@@ -74,10 +74,7 @@ class ContractDocuments:
         }
         if "servers" not in document:
             document = {"servers": servers, **document}
-        return Response(
-            json.dumps(document, ensure_ascii=False, separators=(",", ":")) + "\n",
-            media_type="application/json",
-        )
+        return Response(json_text(document), media_type="application/json")
 
     def _index(self, request: Request, base: str) -> Response:
         with self.store.transaction() as uow:
@@ -95,14 +92,8 @@ class ContractDocuments:
         }
         if "text/html" in request.headers.get("accept", ""):
             return HTMLResponse(_index_html(self.spec, links, tokens))
-        return JSONResponse(
-            {
-                "success": True,
-                "message": self.spec["info"]["title"],
-                "links": links,
-                "tokens": tokens,
-            }
-        )
+        index = {"success": True, "message": self.spec["info"]["title"], "links": links}
+        return Response(json_text({**index, "tokens": tokens}), media_type="application/json")
 
 
 def _index_html(spec: dict[str, Any], links: dict[str, str], tokens: list[dict[str, str]]) -> str:

@@ -139,7 +139,7 @@ class PreferMiddleware:
         delayed = ["delay"] if "delay" in preferences else []
         if self.settings.fail_rate and random.random() < self.settings.fail_rate:
             chosen = documented_response(operation, "500", None, accept)
-            scope.setdefault("state", {})["forced"] = "--fail-rate"
+            scope.setdefault("state", {})["forced"] = "fail-rate"
             await self._respond(chosen, delayed, preferences, scope, receive, send)
         elif forced is not None or "example" in preferences:
             chosen = documented_response(operation, forced, preferences.get("example"), accept)
@@ -174,9 +174,10 @@ class PreferMiddleware:
     ) -> None:
         status, media_type, body = chosen
         if applied and applied != ["delay"]:
-            # The access log marks answers the server made up rather than computed.
-            scope.setdefault("state", {})["forced"] = "Prefer: " + _preference_applied(
-                [name for name in applied if name != "delay"], preferences
+            # The access log marks answers the server made up rather than computed (one token:
+            # the text log line is space-separated).
+            scope.setdefault("state", {})["forced"] = "prefer:" + ",".join(
+                f"{name}={preferences[name]}" for name in applied if name != "delay"
             )
         text = json_text(body) if media_type == "application/json" else str(body)
         response = Response(text, status_code=status, media_type=media_type)
