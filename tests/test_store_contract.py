@@ -190,6 +190,32 @@ def test_a_transaction_that_raises_leaves_nothing_behind(populated: Store) -> No
         assert uow.org_keys("org-a")[2].node_keys == (NodeKey("k0", "10.0.0.0"),)
 
 
+def test_a_rollback_restores_order_nodes_events_and_cleared_data(populated: Store) -> None:
+    with populated.transaction() as uow:
+        before = uow.everything()
+    with pytest.raises(RuntimeError), populated.transaction() as uow:
+        uow.delete_org_key("org-a", before.org_keys[0].id)
+        for node in before.nodes:
+            uow.delete_node(node.ip)
+        uow.add_event(before.events[0] if before.events else _any_event())
+        uow.clear()
+        uow.add_organization(Organization("org-after-clear", "C"))
+        raise RuntimeError("abort")
+    with populated.transaction() as uow:
+        assert uow.everything() == before
+
+
+def _any_event() -> SystemEvent:
+    return SystemEvent(
+        context=EventContext.orgkey,
+        event=EventType.created,
+        org_id="org-a",
+        user_id=None,
+        context_id="k0",
+        timestamp=T0,
+    )
+
+
 def test_locking_an_organization_is_allowed_inside_a_transaction(populated: Store) -> None:
     with populated.transaction() as uow:
         uow.lock_organization("org-a")

@@ -1,13 +1,19 @@
-"""In-memory adapter: fast, per-process, gone on exit."""
+"""In-memory adapter: fast, per-process, gone on exit.
+
+A transaction changes the state in place and keeps an undo log of what it changed; a rollback
+replays the log backwards. Indexes (keys by organization, AI keys by repository, events by
+organization, node keys both ways) keep every call to the data it names, so a request costs
+the same with 100,000 keys as with the demo data.
+"""
 
 from __future__ import annotations
 
-import copy
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
 from flashback_contract.domain import (
     Node,
@@ -21,6 +27,9 @@ from flashback_contract.domain import (
 )
 from flashback_contract.store.base import Dataset, EventQuery
 
+# An index entry: owner id to the ids it holds, in creation order (a dict is an ordered set).
+Members = dict[str, None]
+
 
 @dataclass
 class _State:
@@ -28,34 +37,90 @@ class _State:
     users: dict[str, User] = field(default_factory=dict)
     tokens: dict[str, str] = field(default_factory=dict)
     repositories: dict[str, Repository] = field(default_factory=dict)
-    # Insertion order is creation order; lists are read newest first.
     org_keys: dict[str, OrganizationKey] = field(default_factory=dict)
-    node_keys: list[NodeKey] = field(default_factory=list)
+    org_keys_by_org: dict[str, Members] = field(default_factory=dict)
+    node_ids_by_key: dict[str, Members] = field(default_factory=dict)
+    key_ids_by_node: dict[str, Members] = field(default_factory=dict)
     nodes: dict[str, Node] = field(default_factory=dict)
     signatures: dict[str, datetime] = field(default_factory=dict)
     ai_keys: dict[str, RepoAiApiKey] = field(default_factory=dict)
+    ai_keys_by_repo: dict[str, Members] = field(default_factory=dict)
     events: list[SystemEvent] = field(default_factory=list)
+    events_by_org: dict[str, list[SystemEvent]] = field(default_factory=dict)
     settings: dict[str, str] = field(default_factory=dict)
 
-    def snapshot(self) -> _State:
-        # Domain objects are frozen, so copying the containers is a full snapshot.
-        return _State(**{name: copy.copy(value) for name, value in vars(self).items()})
+
+class _UndoLog:
+    """What a transaction changed, as steps that put it back (run newest first)."""
+
+    def __init__(self) -> None:
+        self._steps: list[Callable[[], None]] = []
+        self._kept: set[int] = set()
+
+    def put(self, mapping: dict[str, Any], key: str, value: Any) -> None:
+        if key in mapping:
+            old = mapping[key]
+            self._steps.append(lambda: mapping.__setitem__(key, old))
+        else:
+            self._steps.append(lambda: mapping.pop(key, None))
+        mapping[key] = value
+
+    def remove(self, mapping: dict[str, Any], key: str) -> None:
+        if key in mapping:
+            old = mapping.pop(key)
+            self._steps.append(lambda: mapping.__setitem__(key, old))
+
+    def keep(self, members: Members) -> Members:
+        """Save a small index entry whole before its first change, so order comes back too."""
+        if id(members) not in self._kept:
+            self._kept.add(id(members))
+            saved = dict(members)
+
+            def restore() -> None:
+                members.clear()
+                members.update(saved)
+
+            self._steps.append(restore)
+        return members
+
+    def append(self, items: list[Any], item: Any) -> None:
+        items.append(item)
+        self._steps.append(items.pop)
+
+    def step(self, undo: Callable[[], None]) -> None:
+        self._steps.append(undo)
+
+    def rollback(self) -> None:
+        for undo in reversed(self._steps):
+            undo()
+        self._steps.clear()
 
 
 class MemoryUnitOfWork:
-    def __init__(self, state: _State) -> None:
+    def __init__(self, state: _State, undo: _UndoLog) -> None:
         self._s = state
+        self._undo = undo
+
+    def _members(self, index: dict[str, Members], owner: str) -> Members:
+        """The owner's index entry, ready to change (created, or saved for rollback)."""
+        members = index.get(owner)
+        if members is None:
+            members = {}
+            self._undo.put(index, owner, members)
+            self._undo.keep(members)
+            return members
+        return self._undo.keep(members)
 
     def add_organization(self, organization: Organization) -> None:
-        self._s.organizations[organization.id] = organization
+        self._undo.put(self._s.organizations, organization.id, organization)
 
     def add_user(self, user: User, token: str | None) -> None:
-        self._s.users[user.id] = user
+        self._undo.put(self._s.users, user.id, user)
         if token is not None:
-            self._s.tokens[token] = user.id
+            self._undo.put(self._s.tokens, token, user.id)
 
     def add_repository(self, repository: Repository) -> None:
-        self._s.repositories[repository.id] = repository
+        self._undo.put(self._s.repositories, repository.id, repository)
 
     def organization(self, org_id: str) -> Organization | None:
         return self._s.organizations.get(org_id)
@@ -73,108 +138,128 @@ class MemoryUnitOfWork:
     def lock_organization(self, org_id: str) -> None:
         """The store-wide lock already serialises every transaction."""
 
+    def _with_node_keys(self, key: OrganizationKey) -> OrganizationKey:
+        node_ids = sorted(self._s.node_ids_by_key.get(key.id, ()))
+        return replace(key, node_keys=tuple(NodeKey(key.id, node_id) for node_id in node_ids))
+
     def org_keys(self, org_id: str) -> list[OrganizationKey]:
-        keys = [k for k in reversed(self._s.org_keys.values()) if k.org_id == org_id]
-        return [
-            replace(
-                k,
-                node_keys=tuple(
-                    sorted(
-                        (nk for nk in self._s.node_keys if nk.key_id == k.id),
-                        key=lambda nk: nk.node_id,
-                    )
-                ),
-            )
-            for k in keys
-        ]
+        key_ids = reversed(self._s.org_keys_by_org.get(org_id, {}))
+        return [self._with_node_keys(self._s.org_keys[key_id]) for key_id in key_ids]
 
     def count_org_keys(self, org_id: str) -> int:
-        return sum(1 for k in self._s.org_keys.values() if k.org_id == org_id)
+        return len(self._s.org_keys_by_org.get(org_id, ()))
 
     def add_org_key(self, key: OrganizationKey) -> None:
-        self._s.org_keys[key.id] = replace(key, node_keys=())
+        self._undo.put(self._s.org_keys, key.id, replace(key, node_keys=()))
+        self._members(self._s.org_keys_by_org, key.org_id)[key.id] = None
         for node_key in key.node_keys:
             self.add_node_key(node_key)
 
     def add_node_key(self, node_key: NodeKey) -> None:
-        if node_key not in self._s.node_keys:
-            self._s.node_keys.append(node_key)
+        self._members(self._s.node_ids_by_key, node_key.key_id)[node_key.node_id] = None
+        self._members(self._s.key_ids_by_node, node_key.node_id)[node_key.key_id] = None
+
+    def _remove_node_key(self, key_id: str, node_id: str) -> None:
+        self._members(self._s.node_ids_by_key, key_id).pop(node_id, None)
+        self._members(self._s.key_ids_by_node, node_id).pop(key_id, None)
 
     def delete_org_keys(self, org_id: str) -> int:
-        doomed = {k.id for k in self._s.org_keys.values() if k.org_id == org_id}
-        self._remove_keys(doomed)
+        doomed = list(self._s.org_keys_by_org.get(org_id, ()))
+        for key_id in doomed:
+            self._remove_key(key_id)
         return len(doomed)
 
     def delete_org_key(self, org_id: str, key_id: str) -> bool:
         key = self._s.org_keys.get(key_id)
         if key is None or key.org_id != org_id:
             return False
-        self._remove_keys({key_id})
+        self._remove_key(key_id)
         return True
 
-    def _remove_keys(self, key_ids: set[str]) -> None:
-        for key_id in key_ids:
-            del self._s.org_keys[key_id]
-        self._s.node_keys = [nk for nk in self._s.node_keys if nk.key_id not in key_ids]
+    def _remove_key(self, key_id: str) -> None:
+        key = self._s.org_keys[key_id]
+        for node_id in list(self._s.node_ids_by_key.get(key_id, ())):
+            self._remove_node_key(key_id, node_id)
+        self._members(self._s.org_keys_by_org, key.org_id).pop(key_id, None)
+        self._undo.remove(self._s.org_keys, key_id)
 
     def verification_keys(self, org_id: str | None) -> list[OrganizationKey]:
-        return [k for k in self._s.org_keys.values() if org_id is None or k.org_id == org_id]
+        owners = self._s.org_keys_by_org if org_id is None else [org_id]
+        return [
+            self._s.org_keys[key_id]
+            for owner in owners
+            for key_id in self._s.org_keys_by_org.get(owner, ())
+        ]
 
     def node(self, ip: str) -> Node | None:
         return self._s.nodes.get(ip)
 
     def save_node(self, node: Node) -> None:
-        self._s.nodes[node.ip] = node
-        self._s.node_keys = [nk for nk in self._s.node_keys if nk.node_id != node.ip]
+        self._undo.put(self._s.nodes, node.ip, node)
+        for key_id in list(self._s.key_ids_by_node.get(node.ip, ())):
+            self._remove_node_key(key_id, node.ip)
         if node.key_id in self._s.org_keys:
             self.add_node_key(NodeKey(node.key_id, node.ip))
 
     def delete_node(self, ip: str) -> None:
-        self._s.nodes.pop(ip, None)
-        self._s.node_keys = [nk for nk in self._s.node_keys if nk.node_id != ip]
+        self._undo.remove(self._s.nodes, ip)
+        for key_id in list(self._s.key_ids_by_node.get(ip, ())):
+            self._remove_node_key(key_id, ip)
 
     def remember_signature(self, digest: str, accepted_at: datetime) -> bool:
         if digest in self._s.signatures:
             return False
-        self._s.signatures[digest] = accepted_at
+        self._undo.put(self._s.signatures, digest, accepted_at)
         return True
 
     def ai_keys(self, repo_id: str) -> list[RepoAiApiKey]:
-        return [
-            k
-            for k in reversed(self._s.ai_keys.values())
-            if k.repo_id == repo_id and not k.is_deleted
-        ]
+        keys = (self._s.ai_keys[key_id] for key_id in self._s.ai_keys_by_repo.get(repo_id, ()))
+        return [k for k in reversed(list(keys)) if not k.is_deleted]
 
     def ai_key(self, key_id: str) -> RepoAiApiKey | None:
         return self._s.ai_keys.get(key_id)
 
     def add_ai_key(self, key: RepoAiApiKey) -> None:
-        self._s.ai_keys[key.id] = key
+        self._undo.put(self._s.ai_keys, key.id, key)
+        self._members(self._s.ai_keys_by_repo, key.repo_id)[key.id] = None
+
+    def add_ai_keys(self, keys: Sequence[RepoAiApiKey]) -> None:
+        for key in keys:
+            self.add_ai_key(key)
 
     def rename_ai_key(self, key_id: str, name: str) -> None:
-        self._s.ai_keys[key_id] = replace(self._s.ai_keys[key_id], name=name)
+        self._undo.put(self._s.ai_keys, key_id, replace(self._s.ai_keys[key_id], name=name))
 
     def soft_delete_ai_key(self, key_id: str, deleted_at: datetime) -> None:
-        self._s.ai_keys[key_id] = replace(self._s.ai_keys[key_id], deleted_at=deleted_at)
+        key = replace(self._s.ai_keys[key_id], deleted_at=deleted_at)
+        self._undo.put(self._s.ai_keys, key_id, key)
 
     def add_event(self, event: SystemEvent) -> int:
         event_id = len(self._s.events) + 1
-        self._s.events.append(replace(event, id=event_id))
+        event = replace(event, id=event_id)
+        self._undo.append(self._s.events, event)
+        by_org = self._s.events_by_org.get(event.org_id)
+        if by_org is None:
+            by_org = []
+            self._undo.put(self._s.events_by_org, event.org_id, by_org)
+        self._undo.append(by_org, event)
         return event_id
 
     def events(self) -> list[SystemEvent]:
         return list(reversed(self._s.events))
 
     def query_events(self, query: EventQuery) -> tuple[list[SystemEvent], int]:
-        matching = [e for e in reversed(self._s.events) if query.matches(e)]
+        own = self._s.events_by_org.get(query.org_id, [])
+        matching = [e for e in reversed(own) if query.matches(e)]
         return matching[query.skip : query.skip + query.take], len(matching)
 
     def setting(self, name: str) -> str | None:
         return self._s.settings.get(name)
 
     def put_setting_if_absent(self, name: str, value: str) -> str:
-        return self._s.settings.setdefault(name, value)
+        if name not in self._s.settings:
+            self._undo.put(self._s.settings, name, value)
+        return self._s.settings[name]
 
     def everything(self) -> Dataset:
         tokens = {user_id: token for token, user_id in self._s.tokens.items()}
@@ -189,10 +274,11 @@ class MemoryUnitOfWork:
         )
 
     def clear(self) -> None:
-        settings = self._s.settings
-        for name, value in vars(_State()).items():
-            setattr(self._s, name, value)
-        self._s.settings = settings
+        old = vars(self._s).copy()
+        fresh = vars(_State())
+        fresh["settings"] = self._s.settings
+        vars(self._s).update(fresh)
+        self._undo.step(lambda: vars(self._s).update(old))
 
     def is_empty(self) -> bool:
         return not self._s.organizations
@@ -205,26 +291,26 @@ class MemoryStore:
         self.url = url
         self._state = _State()
         self._lock = threading.RLock()
-        self._busy = False
+        self._busy = 0
 
     @contextmanager
     def transaction(self) -> Iterator[MemoryUnitOfWork]:
         with self._lock:
-            before = self._state.snapshot()
-            self._busy = True
+            undo = _UndoLog()
+            self._busy += 1
             try:
-                yield MemoryUnitOfWork(self._state)
+                yield MemoryUnitOfWork(self._state, undo)
             except BaseException:
-                self._state = before
+                undo.rollback()
                 raise
             finally:
-                self._busy = False
+                self._busy -= 1
 
     reading = transaction
 
     def may_wait(self, write: bool) -> bool:
         # Transactions are in-memory work; only a long one (an import) makes others wait.
-        return self._busy
+        return self._busy > 0
 
     def close(self) -> None:
         """Nothing to release."""
