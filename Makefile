@@ -7,7 +7,7 @@ RUNTIME := $(VENV)/.installed-runtime
 DEV := $(VENV)/.installed-dev
 ARGS ?=
 
-.PHONY: serve test lint venv chromium clean
+.PHONY: serve test lint venv chromium bench clean
 
 $(RUNTIME): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,15 @@ chromium:
 
 test: lint chromium
 	$(BIN)/python -m pytest
+
+# Load figures: the mock on each store beside Prism and a bare ASGI app (bench/RESULTS.md).
+# wrk comes from Debian when missing; Prism from bench/package-lock.json (npm ci, in run.py).
+bench: $(STAMP)
+	@command -v wrk >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; \
+	  else echo "wrk is needed: apt-get install wrk"; exit 1; fi; }
+	$(BIN)/python bench/run.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,15 +1,18 @@
-"""Side-by-side load benchmark: the mock on each store, and Prism, under the same wrk load.
+"""Side by side under one wrk load: the mock on each store, Prism, and a bare ASGI app.
 
-Run from the repository root after `make venv` (needs wrk, npm, and PostgreSQL for that row):
+Run from the repository root (`make bench` installs wrk and Prism when it can):
 
-    .venv/bin/python bench/run.py [--duration 10] [--connections 16]
+    .venv/bin/python bench/run.py [--duration 10] [--large] [--smoke]
 
-The server runs on CPU 0 and wrk on CPU 1 (taskset), so they do not share a core.
+The server runs on CPU 0 and wrk on CPU 1 (taskset), so they do not share a core. Each cell
+reports the server process's CPU time per request (utime + stime over the requests wrk
+counted), which is steadier than req/s on a machine others are using.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import re
@@ -22,7 +25,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -32,6 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
 TOKEN = "Bearer demo-acme-owner"
 PG = os.environ.get("FLASHBACK_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+PINNED = (os.cpu_count() or 1) >= 2
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -39,13 +44,18 @@ class Workload:
     name: str
     path: str
     script: str | None = None
+    connections: int | None = None
 
 
-WORKLOADS = [
-    Workload("read: list AI keys", "/repo/repo-acme-main/ai/apikey"),
-    Workload("write: create + list", "/", script=str(BENCH / "create_and_list.lua")),
-    Workload("refused: other org's keys (403)", "/organization/org-globex/key"),
-]
+READ = Workload("read: GET own org keys", "/organization/org-acme/key")
+REFUSED = Workload("refused: other org's keys (403)", "/organization/org-globex/key")
+WRITE = Workload(
+    "write: create + delete an AI key",
+    "/repo/repo-acme-main/ai/apikey",
+    script=str(BENCH / "create_and_delete.lua"),
+)
+READ_ONE = Workload("read, 1 connection", READ.path, connections=1)
+WORKLOADS = [READ, REFUSED, WRITE]
 
 
 @dataclass
@@ -57,6 +67,16 @@ class Result:
     p99_ms: float
     non_2xx: int
     errors: int
+    requests: int = 0
+    cpu_us: float = 0.0
+
+
+@dataclass
+class Loaded:
+    contender: str
+    seconds: float
+    rss_mb: float
+    extra: dict[str, float] = field(default_factory=dict)
 
 
 def free_port() -> int:
@@ -65,24 +85,36 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_ready(url: str, timeout: float = 60) -> None:
+def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 600) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url}: the server exited with status {process.returncode}")
         try:
-            httpx.get(url, headers={"Authorization": TOKEN}, timeout=2)
+            httpx.get(url + READ.path, headers={"Authorization": TOKEN}, timeout=2)
             return
         except httpx.TransportError:
-            time.sleep(0.2)
+            time.sleep(0.1)
     raise RuntimeError(f"{url} did not come up")
 
 
+def pinned(cpu: int, command: list[str]) -> list[str]:
+    return ["taskset", "-c", str(cpu), *command] if PINNED else command
+
+
 @contextmanager
-def postgres_schema() -> Iterator[str]:
+def postgres_schema() -> Iterator[str | None]:
+    """A schema of its own on the test PostgreSQL, dropped afterwards; None if unreachable."""
     base = sa.make_url(PG).set(drivername="postgresql+psycopg")
     schema = f"fbbench_{uuid.uuid4().hex[:10]}"
     engine = sa.create_engine(base)
-    with engine.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    except sa.exc.OperationalError:
+        engine.dispose()
+        yield None
+        return
     try:
         yield base.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
             hide_password=False
@@ -94,26 +126,35 @@ def postgres_schema() -> Iterator[str]:
 
 
 @contextmanager
-def running(command: list[str], url: str, env: dict[str, str] | None = None) -> Iterator[str]:
+def serving(command: list[str], url: str) -> Iterator[subprocess.Popen[bytes]]:
+    """Start a server on CPU 0; yield its process once it answers."""
     process = subprocess.Popen(
-        ["taskset", "-c", "0", *command],
+        pinned(0, command),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env={**os.environ, **(env or {})},
         cwd=tempfile.gettempdir(),
     )
     try:
-        wait_ready(url + "/repo/repo-acme-main/ai/apikey")
-        yield url
+        wait_ready(url, process)
+        yield process
     finally:
         process.terminate()
-        process.wait(timeout=30)
+        process.wait(timeout=60)
 
 
-def mock(store: str) -> tuple[list[str], str]:
+@contextmanager
+def running(command: list[str], url: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """Start a server on CPU 0; yield its URL once it answers (bench/proxy.py uses this)."""
+    del env
+    with serving(command, url):
+        yield url
+
+
+def mock(store: str, *extra: str) -> tuple[list[str], str]:
     port = free_port()
     command = [str(ROOT / ".venv/bin/flashback-contract"), "serve", "--port", str(port)]
-    return [*command, "--store", store, "--log-level", "warning"], f"http://127.0.0.1:{port}"
+    command += ["--store", store, "--log-level", "warning", *extra]
+    return command, f"http://127.0.0.1:{port}"
 
 
 def prism() -> tuple[list[str], str]:
@@ -123,24 +164,47 @@ def prism() -> tuple[list[str], str]:
     return command, f"http://127.0.0.1:{port}"
 
 
+def bare_asgi() -> tuple[list[str], str]:
+    port = free_port()
+    command = [str(ROOT / ".venv/bin/python"), "-m", "uvicorn", "bare_asgi:app"]
+    command += ["--app-dir", str(BENCH), "--port", str(port), "--log-level", "warning"]
+    return [*command, "--no-access-log"], f"http://127.0.0.1:{port}"
+
+
 def to_ms(value: str) -> float:
     number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", value).groups()  # type: ignore[union-attr]
     return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def wrk(url: str, workload: Workload, duration: int, connections: int) -> Result:
-    command = ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{duration}s"]
-    command += ["--latency", "-H", f"Authorization: {TOKEN}"]
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmRSS:\s+(\d+) kB", status)[1]) / 1024  # type: ignore[index]
+
+
+def wrk(
+    url: str, workload: Workload, duration: int, connections: int, pid: int | None = None
+) -> Result:
+    connections = workload.connections or connections
+    command = pinned(1, ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency"])
+    command += ["-H", f"Authorization: {TOKEN}"]
     if workload.script:
         command += ["-s", workload.script]
+    before = cpu_seconds(pid) if pid else 0.0
     output = subprocess.run(
         [*command, url + workload.path], capture_output=True, text=True, check=True
     ).stdout
+    used = cpu_seconds(pid) - before if pid else 0.0
     latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", output, re.MULTILINE))
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     errors = re.search(
         r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
     )
+    requests = int(re.search(r"(\d+) requests in", output)[1])  # type: ignore[index]
     return Result(
         contender="",
         workload=workload.name,
@@ -149,12 +213,48 @@ def wrk(url: str, workload: Workload, duration: int, connections: int) -> Result
         p99_ms=to_ms(latency["99"]),
         non_2xx=int(non_2xx[1]) if non_2xx else 0,
         errors=sum(int(n) for n in errors.groups()) if errors else 0,
+        requests=requests,
+        cpu_us=used * 1e6 / requests if requests else 0.0,
     )
 
 
 def reset(url: str) -> None:
-    """Put the demo data back between workloads (the mock only; Prism keeps nothing)."""
-    httpx.post(url + "/__mock/reset", timeout=10)
+    """Put the demo data back between workloads (the mock only)."""
+    httpx.post(url + "/__mock/reset", timeout=120)
+
+
+def measure_all(
+    name: str,
+    command: list[str],
+    url: str,
+    args: argparse.Namespace,
+    *,
+    stateful: bool,
+    workloads: list[Workload],
+) -> tuple[list[Result], Loaded]:
+    started = time.monotonic()
+    results = []
+    with serving(command, url) as process:
+        loaded = Loaded(name, time.monotonic() - started, rss_mb(process.pid))
+        for workload in workloads:
+            if stateful and not args.large_only:
+                reset(url)
+            if args.warmup:
+                wrk(url, workload, args.warmup, args.connections)
+            result = wrk(url, workload, args.duration, args.connections, process.pid)
+            result.contender = name
+            results.append(result)
+            print(
+                f"  {name:<34} {workload.name:<34} {result.rps:>8.0f} req/s "
+                f"{result.cpu_us:>7.0f} CPU-us/req",
+                flush=True,
+            )
+        loaded.extra["rss_after_mb"] = rss_mb(process.pid)
+    return results, loaded
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def main() -> int:
@@ -162,47 +262,114 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument(
+        "--large", action="store_true", help="add the 100,000-key rows (load time and memory)"
+    )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="the mock on memory:// only, one second per cell, no Prism (the test suite's run)",
+    )
     args = parser.parse_args()
+    args.large_only = False
+    if args.smoke:
+        args.duration, args.warmup = 1, 0
     for tool in ("wrk", "taskset"):
         if shutil.which(tool) is None:
-            sys.exit(f"{tool} is needed (apt-get install wrk util-linux)")
-    if not (BENCH / "node_modules/.bin/prism").exists():
+            sys.exit(f"{tool} is needed: `make bench` installs it (apt-get install wrk util-linux)")
+    if not args.smoke and not (BENCH / "node_modules/.bin/prism").exists():
         subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=BENCH, check=True)
 
+    print(f"load average before: {load_average()}", flush=True)
     results: list[Result] = []
+    loads: list[Loaded] = []
+    workloads = [*WORKLOADS, READ_ONE]
     with tempfile.TemporaryDirectory() as tmp, postgres_schema() as pg_url:
-        contenders = {
-            "mock, memory://": mock("memory://"),
-            "mock, SQLite (default)": mock(f"sqlite:///{tmp}/bench.sqlite3"),
-            "mock, PostgreSQL": mock(pg_url),
-            "Prism (stateless)": prism(),
-        }
+        contenders: dict[str, tuple[list[str], str]] = {"mock, memory://": mock("memory://")}
+        if not args.smoke:
+            contenders["mock, SQLite (default)"] = mock(f"sqlite:///{tmp}/bench.sqlite3")
+            if pg_url:
+                contenders["mock, PostgreSQL"] = mock(pg_url)
+            contenders["Prism 5 (stateless)"] = prism()
+            contenders["bare ASGI app, uvicorn"] = bare_asgi()
         for name, (command, url) in contenders.items():
-            with running(command, url):
-                for workload in WORKLOADS:
-                    if not name.startswith("Prism"):
-                        reset(url)
-                    wrk(url, workload, args.warmup, args.connections)
-                    if not name.startswith("Prism"):
-                        reset(url)
-                    result = wrk(url, workload, args.duration, args.connections)
-                    result.contender = name
-                    results.append(result)
-                    print(f"{name:<24} {workload.name:<34} {result.rps:>8.0f} req/s", flush=True)
+            rows, loaded = measure_all(
+                name, command, url, args, stateful=name.startswith("mock"), workloads=workloads
+            )
+            results += rows
+            loads.append(loaded)
+        if args.large:
+            results += large_rows(args, Path(tmp), pg_url, loads)
+    print(f"load average after: {load_average()}\n", flush=True)
+    print_tables(args, results, loads)
+    return 0
 
-    print()
+
+def large_rows(
+    args: argparse.Namespace, tmp: Path, pg_url: str | None, loads: list[Loaded]
+) -> list[Result]:
+    sys.path.insert(0, str(BENCH))
+    from large_seed import large_seed
+
+    seed = tmp / "large-seed.json"
+    seed.write_text(json.dumps(large_seed()))
+    stores = {"memory://": "memory://", "SQLite": f"sqlite:///{tmp}/large.sqlite3"}
+    if pg_url:
+        with postgres_schema() as large_pg:
+            if large_pg:
+                stores["PostgreSQL"] = large_pg
+                return _large(args, seed, stores, loads)
+    return _large(args, seed, stores, loads)
+
+
+def _large(
+    args: argparse.Namespace, seed: Path, stores: dict[str, str], loads: list[Loaded]
+) -> list[Result]:
+    results = []
+    args.large_only = True  # no reset between workloads: it would load the seed again
+    for label, store in stores.items():
+        command, url = mock(store, "--seed", str(seed), "--reset")
+        rows, loaded = measure_all(
+            f"mock, {label}, 100k keys", command, url, args, stateful=True, workloads=WORKLOADS
+        )
+        results += rows
+        loads.append(loaded)
+    args.large_only = False
+    return results
+
+
+def print_tables(args: argparse.Namespace, results: list[Result], loads: list[Loaded]) -> None:
+    def baseline(prefix: str) -> dict[str, float]:
+        return {r.workload: r.cpu_us for r in results if r.contender.startswith(prefix)}
+
+    prism_cpu, bare_cpu = baseline("Prism"), baseline("bare ASGI")
+
+    def ratio(value: float, base: dict[str, float], workload: str) -> str:
+        return f"{value / base[workload]:.2f}" if base.get(workload) else "-"
+
     print(
-        f"{args.duration} s per cell, {args.connections} connections, wrk on CPU 1, server on CPU 0"
+        f"{args.duration} s per cell after {args.warmup} s of warm-up, {args.connections} "
+        f"connections (1 on the 1-connection row), wrk -t1 on CPU 1, server on CPU 0"
     )
     print(f"Python {platform.python_version()}, {os.cpu_count()} CPUs\n")
-    print("| contender | workload | req/s | p50 ms | p99 ms | non-2xx | socket errors |")
-    print("|---|---|---:|---:|---:|---:|---:|")
+    print(
+        "| contender | workload | req/s | p50 ms | p99 ms | CPU-us/req | CPU x Prism "
+        "| CPU x bare | non-2xx |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         print(
             f"| {r.contender} | {r.workload} | {r.rps:.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} "
-            f"| {r.non_2xx} | {r.errors} |"
+            f"| {r.cpu_us:.0f} | {ratio(r.cpu_us, prism_cpu, r.workload)} "
+            f"| {ratio(r.cpu_us, bare_cpu, r.workload)} | {r.non_2xx + r.errors} |"
         )
-    return 0
+    print("\n| server | start-up incl. seed load s | RSS after start MB | RSS after load MB |")
+    print("|---|---:|---:|---:|")
+    for loaded in loads:
+        print(
+            f"| {loaded.contender} | {loaded.seconds:.1f} | {loaded.rss_mb:.0f} "
+            f"| {loaded.extra.get('rss_after_mb', 0):.0f} |"
+        )
 
 
 if __name__ == "__main__":

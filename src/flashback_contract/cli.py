@@ -98,7 +98,7 @@ def _serve(args: argparse.Namespace) -> int:
     configure_logging(args.log_level)
     try:
         store = open_store(settings.store_url)
-        read_seed(settings.seed_file)
+        seed = read_seed(settings.seed_file)
     except (SeedError, StoreUrlError, OSError) as exc:
         print(f"flashback-contract: {exc}", file=sys.stderr)
         return 2
@@ -114,7 +114,8 @@ def _serve(args: argparse.Namespace) -> int:
         return 3
     with sock:
         try:
-            starting = prepare_store(store, settings.seed_file, reset=args.reset)
+            starting = prepare_store(store, settings.seed_file, reset=args.reset, data=seed)
+            del seed  # parsed once; a large seed need not stay in memory
             app = create_app(settings, store=store)
         except (SeedError, OSError) as exc:
             print(f"flashback-contract: {exc}", file=sys.stderr)

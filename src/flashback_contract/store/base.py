@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -88,6 +88,10 @@ class UnitOfWork(Protocol):
         ...
 
     def add_ai_key(self, key: RepoAiApiKey) -> None: ...
+    def add_ai_keys(self, keys: Sequence[RepoAiApiKey]) -> None:
+        """Add many keys at once, in order (seed loading)."""
+        ...
+
     def rename_ai_key(self, key_id: str, name: str) -> None: ...
     def soft_delete_ai_key(self, key_id: str, deleted_at: datetime) -> None: ...
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -388,17 +388,27 @@ class SqlUnitOfWork:
         return None if row is None else _ai_key(row)
 
     def add_ai_key(self, key: RepoAiApiKey) -> None:
+        self.add_ai_keys([key])
+
+    def add_ai_keys(self, keys: Sequence[RepoAiApiKey]) -> None:
+        if not keys:
+            return
+        # One executemany: a seed of 100,000 keys is one statement, not 100,000.
         self._c.execute(
-            repo_ai_api_keys.insert().values(
-                id=key.id,
-                repo_id=key.repo_id,
-                name=key.name,
-                key=key.key,
-                ai_type=key.ai_type.value,
-                secret_sha256=key.secret_sha256,
-                created_at=key.created_at,
-                deleted_at=key.deleted_at,
-            )
+            repo_ai_api_keys.insert(),
+            [
+                {
+                    "id": key.id,
+                    "repo_id": key.repo_id,
+                    "name": key.name,
+                    "key": key.key,
+                    "ai_type": key.ai_type.value,
+                    "secret_sha256": key.secret_sha256,
+                    "created_at": key.created_at,
+                    "deleted_at": key.deleted_at,
+                }
+                for key in keys
+            ],
         )
 
     def rename_ai_key(self, key_id: str, name: str) -> None:
