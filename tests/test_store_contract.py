@@ -143,8 +143,15 @@ def test_ai_keys_soft_delete_and_rename(populated: Store) -> None:
         uow.add_ai_key(ai_key("ai2", T0 + timedelta(hours=1)))
     with populated.transaction() as uow:
         assert [k.id for k in uow.ai_keys("repo-a")] == ["ai2", "ai1"]
-        uow.rename_ai_key("ai1", "renamed")
-        uow.soft_delete_ai_key("ai2", T0 + timedelta(days=1))
+        assert uow.rename_ai_key("ai1", "renamed") == ai_key("ai1", T0).name
+        assert uow.rename_ai_key("ai1", "renamed") == "renamed"
+        assert uow.soft_delete_ai_key("ai2", T0 + timedelta(days=1))
+    with populated.transaction() as uow:
+        # A deleted key is deleted once and renamed never; an unknown one neither.
+        assert not uow.soft_delete_ai_key("ai2", T0 + timedelta(days=2))
+        assert uow.rename_ai_key("ai2", "too late") is None
+        assert not uow.soft_delete_ai_key("nope", T0)
+        assert uow.rename_ai_key("nope", "x") is None
     with populated.transaction() as uow:
         assert [k.id for k in uow.ai_keys("repo-a")] == ["ai1"]
         gone = uow.ai_key("ai2")
@@ -220,6 +227,8 @@ def test_locking_an_organization_is_allowed_inside_a_transaction(populated: Stor
     with populated.transaction() as uow:
         uow.lock_organization("org-a")
         uow.lock_organization("org-unknown")
+        uow.lock_state()
+        uow.lock_state()
         assert uow.count_org_keys("org-a") == 3
 
 
@@ -258,12 +267,12 @@ def a_node(ip: str, key_id: str, org_id: str = "org-a", version: str = "1") -> N
 
 def test_saving_a_node_makes_its_key_its_only_node_key(populated: Store) -> None:
     with populated.transaction() as uow:
-        uow.save_node(a_node("10.0.0.0", "k1"))
+        assert uow.save_node(a_node("10.0.0.0", "k1"))
     with populated.transaction() as uow:
         assert uow.node("10.0.0.0") == a_node("10.0.0.0", "k1")
         by_key = {k.id: [nk.node_id for nk in k.node_keys] for k in uow.org_keys("org-a")}
         assert by_key == {"k2": ["10.0.0.2"], "k1": ["10.0.0.0", "10.0.0.1"], "k0": []}
-        uow.save_node(a_node("10.0.0.0", "k1", version="2"))
+        assert not uow.save_node(a_node("10.0.0.0", "k1", version="2"))
     with populated.transaction() as uow:
         node = uow.node("10.0.0.0")
         assert node is not None and node.version == "2"
@@ -272,8 +281,10 @@ def test_saving_a_node_makes_its_key_its_only_node_key(populated: Store) -> None
 def test_deleting_a_node_removes_its_node_keys(populated: Store) -> None:
     with populated.transaction() as uow:
         uow.save_node(a_node("10.0.0.1", "k1"))
-        uow.delete_node("10.0.0.1")
-        uow.delete_node("10.255.255.255")  # unknown: nothing to do
+        assert not uow.delete_node("10.0.0.1", "org-b")  # another organization's node
+        assert uow.delete_node("10.0.0.1", "org-a")
+        assert not uow.delete_node("10.0.0.1", "org-a")
+        assert not uow.delete_node("10.255.255.255", "org-a")  # unknown: nothing to do
     with populated.transaction() as uow:
         assert uow.node("10.0.0.1") is None
         assert [k.node_keys for k in uow.org_keys("org-a")][1] == ()
@@ -293,6 +304,19 @@ def test_a_signature_is_remembered_once(populated: Store) -> None:
     with populated.transaction() as uow:
         assert not uow.remember_signature("ab" * 32, T0 + timedelta(days=1))
         assert uow.remember_signature("cd" * 32, T0)
+
+
+def test_signatures_accepted_before_a_moment_are_forgotten(populated: Store) -> None:
+    with populated.transaction() as uow:
+        uow.remember_signature("ab" * 32, T0)
+        uow.remember_signature("cd" * 32, T0 + timedelta(minutes=10))
+    with populated.transaction() as uow:
+        assert uow.forget_signatures(T0 + timedelta(minutes=5)) == 1
+        assert uow.forget_signatures(T0 + timedelta(minutes=5)) == 0
+    with populated.transaction() as uow:
+        # Forgotten: accepted as new; kept: still a replay.
+        assert uow.remember_signature("ab" * 32, T0 + timedelta(minutes=11))
+        assert not uow.remember_signature("cd" * 32, T0 + timedelta(minutes=11))
 
 
 def test_event_queries_filter_window_and_page_on_every_adapter(populated: Store) -> None:

@@ -11,11 +11,16 @@ import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from flashback_contract.mock.frontend import MAX_DELAY_MS
 from flashback_contract.mock.seed import StartingData
 from flashback_contract.mock.settings import Settings
 from flashback_contract.store import DEFAULT_STORE_URL
+
+# How `serve --workers N` hands its settings and log level to the worker processes it starts.
+WORKER_SETTINGS_ENV = "FLASHBACK_WORKER_SETTINGS"
+WORKER_LOG_LEVEL_ENV = "FLASHBACK_WORKER_LOG_LEVEL"
 
 # The banner lists this many static tokens; the control API's export has them all.
 MAX_TOKENS_SHOWN = 10
@@ -76,12 +81,16 @@ def _serve(args: argparse.Namespace) -> int:
     from flashback_contract.mock.app import create_app
     from flashback_contract.mock.seed import SeedError, prepare_store, read_seed
     from flashback_contract.store import StoreUrlError, open_store
+    from flashback_contract.store.versioning import SchemaVersionError
 
     if not 0.0 <= args.fail_rate <= 1.0:
         print("flashback-contract: --fail-rate is a share, from 0 to 1", file=sys.stderr)
         return 2
     if not 0 <= args.delay_ms <= MAX_DELAY_MS:
         print(f"flashback-contract: --delay-ms is 0 to {MAX_DELAY_MS}", file=sys.stderr)
+        return 2
+    if args.workers < 1:
+        print("flashback-contract: --workers is 1 or more", file=sys.stderr)
         return 2
     settings = Settings.from_env(
         store_url=args.store,
@@ -96,10 +105,18 @@ def _serve(args: argparse.Namespace) -> int:
         log_format=args.log_format,
     )
     configure_logging(args.log_level)
+    if args.workers > 1 and settings.store_url.startswith("memory://"):
+        print(
+            f"flashback-contract: --workers {args.workers} needs a store the workers share: "
+            "memory:// lives inside one process. Use --store sqlite:///FILE or "
+            "--store postgresql://..., or one worker.",
+            file=sys.stderr,
+        )
+        return 2
     try:
         store = open_store(settings.store_url)
         seed = read_seed(settings.seed_file)
-    except (SeedError, StoreUrlError, OSError) as exc:
+    except (SeedError, StoreUrlError, SchemaVersionError, OSError) as exc:
         print(f"flashback-contract: {exc}", file=sys.stderr)
         return 2
     try:
@@ -116,7 +133,8 @@ def _serve(args: argparse.Namespace) -> int:
         try:
             starting = prepare_store(store, settings.seed_file, reset=args.reset, data=seed)
             del seed  # parsed once; a large seed need not stay in memory
-            app = create_app(settings, store=store)
+            # Workers build their own app (and open their own store) in their own process.
+            app = create_app(settings, store=store) if args.workers == 1 else None
         except (SeedError, OSError) as exc:
             print(f"flashback-contract: {exc}", file=sys.stderr)
             return 2
@@ -127,13 +145,49 @@ def _serve(args: argparse.Namespace) -> int:
         # the handler it found; with this one the process ends normally, with status 0.
         for stop in (signal.SIGINT, signal.SIGTERM):
             signal.signal(stop, lambda *_: None)
-        # The app writes its own access line (access_log.py): uvicorn's is off.
-        config = uvicorn.Config(
-            app, host=args.host, port=args.port, log_level=args.log_level, access_log=False
-        )
-        uvicorn.Server(config).run(sockets=[sock])
+        if app is not None:
+            # The app writes its own access line (access_log.py): uvicorn's is off.
+            config = uvicorn.Config(
+                app, host=args.host, port=args.port, log_level=args.log_level, access_log=False
+            )
+            uvicorn.Server(config).run(sockets=[sock])
+        else:
+            _serve_workers(args, settings, sock)
     print("Stopped.", flush=True)
     return 0
+
+
+def _serve_workers(args: argparse.Namespace, settings: Settings, sock: socket.socket) -> None:
+    """Run ``args.workers`` worker processes on the bound socket until SIGINT or SIGTERM.
+
+    uvicorn's supervisor starts them, restarts one that dies, and on a signal stops them all
+    gracefully before it returns.
+    """
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    os.environ[WORKER_SETTINGS_ENV] = settings.to_json()
+    os.environ[WORKER_LOG_LEVEL_ENV] = args.log_level
+    config = uvicorn.Config(
+        "flashback_contract.cli:worker_app",
+        factory=True,
+        workers=args.workers,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        access_log=False,
+    )
+    Multiprocess(config, sockets=[sock]).run()
+
+
+def worker_app() -> Any:
+    """The app of one ``serve --workers N`` worker process: its parent's settings and logging."""
+    from flashback_contract.mock.access_log import configure_logging
+    from flashback_contract.mock.app import create_app
+
+    _process_logging()
+    configure_logging(os.environ[WORKER_LOG_LEVEL_ENV])
+    return create_app(Settings.from_json(os.environ[WORKER_SETTINGS_ENV]))
 
 
 def _node_sign(args: argparse.Namespace) -> int:
@@ -243,13 +297,14 @@ def _token(args: argparse.Namespace) -> int:
     from flashback_contract.mock import tokens
     from flashback_contract.mock.seed import SeedError, seed_if_empty
     from flashback_contract.store import StoreUrlError, open_store
+    from flashback_contract.store.versioning import SchemaVersionError
 
     settings = Settings.from_env(store_url=args.store, seed_file=args.seed)
     try:
         store = open_store(settings.store_url)
         # The same store `serve` would use, seeded the same way if it is new.
         seed_if_empty(store, settings.seed_file)
-    except (SeedError, StoreUrlError, OSError) as exc:
+    except (SeedError, StoreUrlError, SchemaVersionError, OSError) as exc:
         print(f"flashback-contract: {exc}", file=sys.stderr)
         return 2
     with store.transaction() as uow:
@@ -287,6 +342,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="interface to listen on (default 127.0.0.1; 0.0.0.0 for every interface)",
     )
     serve.add_argument("--port", type=int, default=8080, help="TCP port (default 8080)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes sharing the store (SQLite or PostgreSQL; default 1)",
+    )
     serve.add_argument(
         "--store",
         default=None,
@@ -505,10 +566,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    _process_logging()
     result: int = args.func(args)
     return result
+
+
+def _process_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    # Its own progress lines are noise; the store logs what a migration changed.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 if __name__ == "__main__":

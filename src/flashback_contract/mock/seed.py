@@ -360,6 +360,8 @@ def dump_seed(data: Dataset) -> dict[str, Any]:
 
 def replace_state(uow: UnitOfWork, data: dict[str, Any]) -> None:
     """Make a seed document the whole state, in the caller's transaction."""
+    # Racing resets or imports would each clear, then collide inserting the same ids.
+    uow.lock_state()
     uow.clear()
     load_seed(uow, data)
 
@@ -371,6 +373,7 @@ def seed_if_empty(store: Store, seed_file: Path | None) -> bool:
             return False  # without reading the seed, which may be large
     data = read_seed(seed_file)
     with store.transaction() as uow:
+        uow.lock_state()
         if not uow.is_empty():
             return False
         load_seed(uow, data)
@@ -397,6 +400,8 @@ def prepare_store(
     """
     data = read_seed(seed_file) if data is None else data
     with store.transaction() as uow:
+        # Servers starting together on one database: one seeds, the others find it seeded.
+        uow.lock_state()
         seeded = reset or uow.is_empty()
         if seeded:
             replace_state(uow, data)

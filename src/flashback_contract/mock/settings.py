@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from flashback_contract.store import DEFAULT_STORE_URL
 
@@ -34,6 +36,17 @@ class Settings:
     node_clock_skew_seconds: int = 300
     # Larger request bodies are refused with 413 before anything parses them.
     max_body_bytes: int = 1024 * 1024
+
+    def to_json(self) -> str:
+        """The settings as JSON, for worker processes to build the same app (``from_json``)."""
+        return json.dumps(asdict(self), default=str)
+
+    @classmethod
+    def from_json(cls, text: str) -> Settings:
+        values: dict[str, Any] = json.loads(text)
+        if values.get("seed_file") is not None:
+            values["seed_file"] = Path(values["seed_file"])
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})  # type: ignore[arg-type]
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:

@@ -41,6 +41,10 @@ class UnitOfWork(Protocol):
         """Serialise writers of one organization until the transaction ends (quota checks)."""
         ...
 
+    def lock_state(self) -> None:
+        """Serialise whole-state writers (seeding, reset, import) until the transaction ends."""
+        ...
+
     # -- organization keys --------------------------------------------------
     def org_keys(self, org_id: str) -> list[OrganizationKey]:
         """The organization's keys, newest first, with their node keys ordered by node id."""
@@ -54,7 +58,10 @@ class UnitOfWork(Protocol):
         ...
 
     def delete_org_key(self, org_id: str, key_id: str) -> bool:
-        """Delete one key of the organization and its node keys; False if there is none."""
+        """Delete one key of the organization and its node keys; False if there is none.
+
+        Of racing deletes of one key, exactly one returns True.
+        """
         ...
 
     def verification_keys(self, org_id: str | None) -> list[OrganizationKey]:
@@ -63,19 +70,27 @@ class UnitOfWork(Protocol):
 
     # -- bridge nodes ------------------------------------------------------------
     def node(self, ip: str) -> Node | None: ...
-    def save_node(self, node: Node) -> None:
+    def save_node(self, node: Node) -> bool:
         """Insert or refresh a node; its node key becomes (node.key_id, node.ip) alone.
 
         A node whose key no longer exists (an imported state, say) gets no node key.
+        Return True when the node is new: of racing first registrations, exactly one is.
         """
         ...
 
-    def delete_node(self, ip: str) -> None:
-        """Remove the node and every node key that names it."""
+    def delete_node(self, ip: str, org_id: str) -> bool:
+        """Remove the organization's node and every node key naming it; False if there is none.
+
+        Of racing deletes of one node, exactly one returns True.
+        """
         ...
 
     def remember_signature(self, digest: str, accepted_at: datetime) -> bool:
         """Record an accepted signature; False when it was accepted before (a replay)."""
+        ...
+
+    def forget_signatures(self, accepted_before: datetime) -> int:
+        """Drop replay records older than a request can be replayed; return how many."""
         ...
 
     # -- repository AI API keys --------------------------------------------
@@ -92,8 +107,17 @@ class UnitOfWork(Protocol):
         """Add many keys at once, in order (seed loading)."""
         ...
 
-    def rename_ai_key(self, key_id: str, name: str) -> None: ...
-    def soft_delete_ai_key(self, key_id: str, deleted_at: datetime) -> None: ...
+    def rename_ai_key(self, key_id: str, name: str) -> str | None:
+        """Rename a key that is not deleted; return the name it had, None if it is deleted.
+
+        The key's row stays locked until the transaction ends, so racing renames each see
+        the name the one before left.
+        """
+        ...
+
+    def soft_delete_ai_key(self, key_id: str, deleted_at: datetime) -> bool:
+        """Mark a key deleted unless it already is; of racing deletes exactly one returns True."""
+        ...
 
     # -- system events -------------------------------------------------------
     def add_event(self, event: SystemEvent) -> int:

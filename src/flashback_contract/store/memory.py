@@ -138,6 +138,9 @@ class MemoryUnitOfWork:
     def lock_organization(self, org_id: str) -> None:
         """The store-wide lock already serialises every transaction."""
 
+    def lock_state(self) -> None:
+        """The store-wide lock already serialises every transaction."""
+
     def _with_node_keys(self, key: OrganizationKey) -> OrganizationKey:
         node_ids = sorted(self._s.node_ids_by_key.get(key.id, ()))
         return replace(key, node_keys=tuple(NodeKey(key.id, node_id) for node_id in node_ids))
@@ -194,23 +197,35 @@ class MemoryUnitOfWork:
     def node(self, ip: str) -> Node | None:
         return self._s.nodes.get(ip)
 
-    def save_node(self, node: Node) -> None:
+    def save_node(self, node: Node) -> bool:
+        new = node.ip not in self._s.nodes
         self._undo.put(self._s.nodes, node.ip, node)
         for key_id in list(self._s.key_ids_by_node.get(node.ip, ())):
             self._remove_node_key(key_id, node.ip)
         if node.key_id in self._s.org_keys:
             self.add_node_key(NodeKey(node.key_id, node.ip))
+        return new
 
-    def delete_node(self, ip: str) -> None:
+    def delete_node(self, ip: str, org_id: str) -> bool:
+        node = self._s.nodes.get(ip)
+        if node is None or node.org_id != org_id:
+            return False
         self._undo.remove(self._s.nodes, ip)
         for key_id in list(self._s.key_ids_by_node.get(ip, ())):
             self._remove_node_key(key_id, ip)
+        return True
 
     def remember_signature(self, digest: str, accepted_at: datetime) -> bool:
         if digest in self._s.signatures:
             return False
         self._undo.put(self._s.signatures, digest, accepted_at)
         return True
+
+    def forget_signatures(self, accepted_before: datetime) -> int:
+        old = [d for d, accepted_at in self._s.signatures.items() if accepted_at < accepted_before]
+        for digest in old:
+            self._undo.remove(self._s.signatures, digest)
+        return len(old)
 
     def ai_keys(self, repo_id: str) -> list[RepoAiApiKey]:
         keys = (self._s.ai_keys[key_id] for key_id in self._s.ai_keys_by_repo.get(repo_id, ()))
@@ -227,12 +242,19 @@ class MemoryUnitOfWork:
         for key in keys:
             self.add_ai_key(key)
 
-    def rename_ai_key(self, key_id: str, name: str) -> None:
-        self._undo.put(self._s.ai_keys, key_id, replace(self._s.ai_keys[key_id], name=name))
+    def rename_ai_key(self, key_id: str, name: str) -> str | None:
+        key = self._s.ai_keys.get(key_id)
+        if key is None or key.is_deleted:
+            return None
+        self._undo.put(self._s.ai_keys, key_id, replace(key, name=name))
+        return key.name
 
-    def soft_delete_ai_key(self, key_id: str, deleted_at: datetime) -> None:
-        key = replace(self._s.ai_keys[key_id], deleted_at=deleted_at)
-        self._undo.put(self._s.ai_keys, key_id, key)
+    def soft_delete_ai_key(self, key_id: str, deleted_at: datetime) -> bool:
+        key = self._s.ai_keys.get(key_id)
+        if key is None or key.is_deleted:
+            return False
+        self._undo.put(self._s.ai_keys, key_id, replace(key, deleted_at=deleted_at))
+        return True
 
     def add_event(self, event: SystemEvent) -> int:
         event_id = len(self._s.events) + 1

@@ -28,6 +28,7 @@ from flashback_contract.domain import (
     User,
 )
 from flashback_contract.store.base import Dataset, EventQuery
+from flashback_contract.store.versioning import migrate
 
 
 class UtcDateTime(sa.types.TypeDecorator[datetime]):
@@ -45,6 +46,10 @@ class UtcDateTime(sa.types.TypeDecorator[datetime]):
 
 
 metadata = sa.MetaData()
+
+# Any constant will do (versioning.py's migration lock is another): it names the lock that
+# processes seeding or replacing the whole state of one PostgreSQL database take in turn.
+STATE_LOCK = 7_245_190_302
 
 organizations = sa.Table(
     "organizations",
@@ -106,7 +111,8 @@ node_signatures = sa.Table(
     "node_signatures",
     metadata,
     sa.Column("digest", sa.String(64), primary_key=True),
-    sa.Column("accepted_at", UtcDateTime, nullable=False),
+    # Indexed: old records are pruned by this column.
+    sa.Column("accepted_at", UtcDateTime, nullable=False, index=True),
 )
 repo_ai_api_keys = sa.Table(
     "repo_ai_api_keys",
@@ -243,6 +249,11 @@ class SqlUnitOfWork:
             sa.select(organizations.c.id).where(organizations.c.id == org_id).with_for_update()
         )
 
+    def lock_state(self) -> None:
+        # A transaction-level advisory lock on PostgreSQL; SQLite's write lock is already held.
+        if self._c.dialect.name == "postgresql":
+            self._c.execute(sa.select(sa.func.pg_advisory_xact_lock(STATE_LOCK)))
+
     def org_keys(self, org_id: str) -> list[OrganizationKey]:
         rows = self._c.execute(
             organization_keys.select()
@@ -288,15 +299,9 @@ class SqlUnitOfWork:
             self.add_node_key(node_key)
 
     def add_node_key(self, node_key: NodeKey) -> None:
-        exists = self._c.execute(
-            sa.select(node_keys.c.key_id).where(
-                node_keys.c.key_id == node_key.key_id, node_keys.c.node_id == node_key.node_id
-            )
-        ).first()
-        if exists is None:
-            self._c.execute(
-                node_keys.insert().values(key_id=node_key.key_id, node_id=node_key.node_id)
-            )
+        self._c.execute(
+            self._insert_unless_present(node_keys, key_id=node_key.key_id, node_id=node_key.node_id)
+        )
 
     def delete_org_keys(self, org_id: str) -> int:
         key_ids = sa.select(organization_keys.c.id).where(organization_keys.c.org_id == org_id)
@@ -312,8 +317,8 @@ class SqlUnitOfWork:
         if self._c.execute(sa.select(organization_keys.c.id).where(owned)).first() is None:
             return False
         self._c.execute(node_keys.delete().where(node_keys.c.key_id == key_id))
-        self._c.execute(organization_keys.delete().where(owned))
-        return True
+        # The row count, not the read above, decides: a racing delete may have won meanwhile.
+        return bool(self._c.execute(organization_keys.delete().where(owned)).rowcount)
 
     def verification_keys(self, org_id: str | None) -> list[OrganizationKey]:
         query = organization_keys.select().order_by(organization_keys.c.seq)
@@ -340,7 +345,7 @@ class SqlUnitOfWork:
             services=row.services,
         )
 
-    def save_node(self, node: Node) -> None:
+    def save_node(self, node: Node) -> bool:
         values = {
             "org_id": node.org_id,
             "key_id": node.key_id,
@@ -351,18 +356,27 @@ class SqlUnitOfWork:
             "services": node.services,
             "updated_at": node.updated_at,
         }
-        self._c.execute(nodes.delete().where(nodes.c.ip == node.ip))
-        self._c.execute(nodes.insert().values(ip=node.ip, **values))
+        # An upsert: racing first registrations insert once (the others wait, then update).
+        inserted = self._c.execute(
+            self._insert_unless_present(nodes, ip=node.ip, **values).returning(nodes.c.ip)
+        ).first()
+        if inserted is None:
+            self._c.execute(nodes.update().where(nodes.c.ip == node.ip).values(**values))
         self._c.execute(node_keys.delete().where(node_keys.c.node_id == node.ip))
         key_exists = self._c.execute(
             sa.select(organization_keys.c.id).where(organization_keys.c.id == node.key_id)
         ).first()
         if key_exists is not None:
             self.add_node_key(NodeKey(node.key_id, node.ip))
+        return inserted is not None
 
-    def delete_node(self, ip: str) -> None:
-        self._c.execute(node_keys.delete().where(node_keys.c.node_id == ip))
-        self._c.execute(nodes.delete().where(nodes.c.ip == ip))
+    def delete_node(self, ip: str, org_id: str) -> bool:
+        deleted = self._c.execute(
+            nodes.delete().where(nodes.c.ip == ip, nodes.c.org_id == org_id)
+        ).rowcount
+        if deleted:
+            self._c.execute(node_keys.delete().where(node_keys.c.node_id == ip))
+        return bool(deleted)
 
     def remember_signature(self, digest: str, accepted_at: datetime) -> bool:
         # Two concurrent replays cannot both insert, nor fail with a 500.
@@ -372,6 +386,12 @@ class SqlUnitOfWork:
             ).returning(node_signatures.c.digest)
         ).first()
         return inserted is not None
+
+    def forget_signatures(self, accepted_before: datetime) -> int:
+        result = self._c.execute(
+            node_signatures.delete().where(node_signatures.c.accepted_at < accepted_before)
+        )
+        return int(result.rowcount)
 
     def ai_keys(self, repo_id: str) -> list[RepoAiApiKey]:
         rows = self._c.execute(
@@ -411,17 +431,25 @@ class SqlUnitOfWork:
             ],
         )
 
-    def rename_ai_key(self, key_id: str, name: str) -> None:
-        self._c.execute(
-            repo_ai_api_keys.update().where(repo_ai_api_keys.c.id == key_id).values(name=name)
-        )
+    def rename_ai_key(self, key_id: str, name: str) -> str | None:
+        active = sa.and_(repo_ai_api_keys.c.id == key_id, repo_ai_api_keys.c.deleted_at.is_(None))
+        # FOR UPDATE waits for a racing rename or delete to commit, then reads what it left.
+        previous = self._c.execute(
+            sa.select(repo_ai_api_keys.c.name).where(active).with_for_update()
+        ).first()
+        if previous is None:
+            return None
+        self._c.execute(repo_ai_api_keys.update().where(active).values(name=name))
+        return str(previous.name)
 
-    def soft_delete_ai_key(self, key_id: str, deleted_at: datetime) -> None:
-        self._c.execute(
+    def soft_delete_ai_key(self, key_id: str, deleted_at: datetime) -> bool:
+        # Conditional on the row still being active: of racing deletes, one updates a row.
+        result = self._c.execute(
             repo_ai_api_keys.update()
-            .where(repo_ai_api_keys.c.id == key_id)
+            .where(repo_ai_api_keys.c.id == key_id, repo_ai_api_keys.c.deleted_at.is_(None))
             .values(deleted_at=deleted_at)
         )
+        return bool(result.rowcount)
 
     def add_event(self, event: SystemEvent) -> int:
         result = self._c.execute(
@@ -541,6 +569,9 @@ def _sqlite_engine(url: sa.URL) -> Engine:
         cursor = dbapi_connection.cursor()
         if not in_memory:
             cursor.execute("PRAGMA journal_mode=WAL")
+            # Every commit reaches the disk before it is acknowledged: an acknowledged write
+            # survives the process being killed and the machine losing power.
+            cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
@@ -558,7 +589,7 @@ def _sqlite_engine(url: sa.URL) -> Engine:
 
 
 class SqlStore:
-    """SQLite or PostgreSQL through SQLAlchemy; the schema is created on first use."""
+    """SQLite or PostgreSQL through SQLAlchemy; opening one migrates its schema to the newest."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -571,7 +602,7 @@ class SqlStore:
             if parsed.drivername == "postgresql":
                 parsed = parsed.set(drivername="postgresql+psycopg")
             self._engine = sa.create_engine(parsed, pool_pre_ping=True)
-        metadata.create_all(self._engine)
+        migrate(self._engine, url)
 
     @contextmanager
     def transaction(self) -> Iterator[SqlUnitOfWork]:
@@ -590,8 +621,10 @@ class SqlStore:
         return write or not self._in_process
 
     def drop_all(self) -> None:
-        """Remove every table (tests and reset)."""
+        """Remove every table, the schema's version included (tests and reset)."""
         metadata.drop_all(self._engine)
+        with self._engine.begin() as conn:
+            conn.execute(sa.text("DROP TABLE IF EXISTS alembic_version"))
 
     def close(self) -> None:
         self._engine.dispose()

@@ -56,8 +56,14 @@ def _accept(uow: UnitOfWork, body: dict[str, Any], services: Services) -> Organi
     _check_timestamp(body, services)
     digest = _signature_digest(body)
     key = _signing_key(uow, body)
-    if not uow.remember_signature(digest, services.clock()):
+    now = services.clock()
+    if not uow.remember_signature(digest, now):
         raise ApiError(401, "signature was already used", "REPLAYED_SIGNATURE")
+    # A signature accepted at A carries a timestamp within the window of A, so it is stale,
+    # and refused as such, from A + 2 windows on: its record is no longer needed then.
+    uow.forget_signatures(now - 2 * timedelta(seconds=services.settings.node_clock_skew_seconds))
+    # Key deletions take this lock too: the signing key stays while its node key is written.
+    uow.lock_organization(key.org_id)
     return key
 
 
@@ -65,7 +71,6 @@ def registerNode(body: dict[str, Any]) -> tuple[dict[str, Any], int]:
     services = current_services()
     with services.store.transaction() as uow:
         key = _accept(uow, body, services)
-        known = uow.node(body["ip"]) is not None
         node = Node(
             ip=body["ip"],
             org_id=key.org_id,
@@ -77,12 +82,12 @@ def registerNode(body: dict[str, Any]) -> tuple[dict[str, Any], int]:
             services=body.get("nodeServices"),
             updated_at=services.clock(),
         )
-        uow.save_node(node)
+        new = uow.save_node(node)
         services.record_event(
             uow,
             None,
             EventContext.flashbacknode,
-            EventType.updated if known else EventType.created,
+            EventType.created if new else EventType.updated,
             node.ip,
             details={"keyId": key.id, "provider": node.provider.value, "region": node.region},
             org_id=key.org_id,
@@ -96,9 +101,9 @@ def unregisterNode(body: dict[str, Any]) -> tuple[dict[str, Any], int]:
         key = _accept(uow, body, services)
         node = uow.node(body["ip"])
         # A node is unregistered by a key of its own organization only.
-        if node is None or node.org_id != key.org_id:
+        # The delete decides, not the read: of racing unregistrations one removes the node.
+        if node is None or not uow.delete_node(node.ip, key.org_id):
             raise ApiError(404, f"node {body['ip']} is not registered", "NODE_NOT_FOUND")
-        uow.delete_node(node.ip)
         services.record_event(
             uow,
             None,

@@ -34,6 +34,8 @@ def deleteOrgKeys(idOrg: str, token_info: dict[str, Any]) -> tuple[dict[str, Any
     policy.require_org_key_manager(principal, idOrg)
     services = current_services()
     with services.store.transaction() as uow:
+        # Serialised with generations and other deletes: each key is counted by one delete.
+        uow.lock_organization(idOrg)
         count = uow.delete_org_keys(idOrg)
         services.record_event(
             uow,
@@ -91,6 +93,7 @@ def deleteOrgKey(idOrg: str, idKey: str, token_info: dict[str, Any]) -> tuple[di
     policy.require_org_key_manager(principal, idOrg)
     services = current_services()
     with services.store.transaction() as uow:
+        uow.lock_organization(idOrg)
         if not uow.delete_org_key(idOrg, idKey):
             raise ApiError(404, policy.ORG_KEY_NOT_FOUND)
         services.record_event(uow, principal, EventContext.orgkey, EventType.deleted, idKey)

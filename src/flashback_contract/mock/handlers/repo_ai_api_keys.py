@@ -87,16 +87,20 @@ def updateRepoAiApiKey(
     with services.store.transaction() as uow:
         key = _active_key(uow, principal, repoId, apikeyId)
         name = body.get("name")
-        if name is not None and name != key.name:
-            uow.rename_ai_key(key.id, name)
-            services.record_event(
-                uow,
-                principal,
-                EventContext.aillmapikey,
-                EventType.updated,
-                key.id,
-                details={"repoId": repoId, "name": {"from": key.name, "to": name}},
-            )
+        if name is not None:
+            # The name the key has now, not the one read above: a rename may have raced us.
+            previous = uow.rename_ai_key(key.id, name)
+            if previous is None:
+                raise ApiError(404, policy.AI_API_KEY_NOT_FOUND)
+            if previous != name:
+                services.record_event(
+                    uow,
+                    principal,
+                    EventContext.aillmapikey,
+                    EventType.updated,
+                    key.id,
+                    details={"repoId": repoId, "name": {"from": previous, "to": name}},
+                )
     return {"success": True, "message": "AI API key updated successfully"}, 200
 
 
@@ -107,7 +111,9 @@ def deleteRepoAiApiKey(
     services = current_services()
     with services.store.transaction() as uow:
         key = _active_key(uow, principal, repoId, apikeyId)
-        uow.soft_delete_ai_key(key.id, services.clock())
+        # Of racing deletes one wins; the others answer as if they came after it.
+        if not uow.soft_delete_ai_key(key.id, services.clock()):
+            raise ApiError(404, policy.AI_API_KEY_NOT_FOUND)
         services.record_event(
             uow,
             principal,
