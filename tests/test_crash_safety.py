@@ -50,7 +50,7 @@ def integrity(database: Path) -> tuple[str, int]:
     return str(check), int(orphans)
 
 
-@pytest.mark.parametrize(("workers", "rounds"), [(1, 3), (2, 2)])
+@pytest.mark.parametrize(("workers", "rounds"), [(1, 2), (2, 2)])
 def test_sigkill_during_writes_loses_no_acknowledged_write(
     tmp_path: Path, workers: int, rounds: int
 ) -> None:

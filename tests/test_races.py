@@ -24,8 +24,8 @@ from tests.stores import postgres_schema_url
 
 pytestmark = pytest.mark.slow
 
-ROUNDS = 4
-RACERS = 6
+ROUNDS = 3
+RACERS = 5
 ORGKEYS_MAX = 3
 AI_KEYS = "/repo/repo-acme-main/ai/apikey"
 ORG_KEYS = "/organization/org-acme/key"

@@ -8,13 +8,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
+from flashback_contract import Settings, create_app
 from flashback_contract.store import open_store
 from flashback_contract.store.sql import metadata
 from flashback_contract.store.versioning import (
@@ -23,7 +23,6 @@ from flashback_contract.store.versioning import (
     _config,
     head_revision,
 )
-from tests.servers import serving
 from tests.stores import postgres_schema_url
 
 KINDS = ["sqlite", "postgresql"]
@@ -135,7 +134,6 @@ def test_a_new_database_is_built_by_the_migrations_to_the_adapters_tables(
             assert compare_metadata(MigrationContext.configure(conn), metadata) == []
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("keep_version_table", [False, True], ids=["0.1.0", "first-revision"])
 @pytest.mark.parametrize("kind", KINDS)
 def test_the_server_migrates_an_old_database_and_its_data_is_intact(
@@ -143,26 +141,27 @@ def test_the_server_migrates_an_old_database_and_its_data_is_intact(
 ) -> None:
     with database_url(kind, tmp_path) as url:
         write_a_0_1_0_database(url, keep_version_table)
+        assert revision_of(url) == (FIRST_REVISION if keep_version_table else None)
 
-        with serving("--store", url, cwd=tmp_path) as served:
+        store = open_store(url)
+        with create_app(Settings(store_url=url), store=store).test_client() as client:
             old_token = {"Authorization": "Bearer old-owner-token"}
-            ai_keys = httpx.get(
-                f"{served.base_url}/repo/repo-acme-main/ai/apikey", headers=old_token
-            )
-            org_keys = httpx.get(f"{served.base_url}/organization/org-acme/key", headers=old_token)
-            events = httpx.post(
-                f"{served.base_url}/systemevent",
+            ai_keys = client.get("/repo/repo-acme-main/ai/apikey", headers=old_token)
+            org_keys = client.get("/organization/org-acme/key", headers=old_token)
+            events = client.post(
+                "/systemevent",
                 json={
                     "from_timestamp": "2026-01-01T00:00:00Z",
                     "to_timestamp": "2026-01-03T00:00:00Z",
                 },
                 headers=old_token,
             )
-            renamed = httpx.put(
-                f"{served.base_url}/repo/repo-acme-main/ai/apikey/aikey-old",
+            renamed = client.put(
+                "/repo/repo-acme-main/ai/apikey/aikey-old",
                 json={"name": "Renamed after the upgrade"},
                 headers=old_token,
             )
+        store.close()
 
         assert [(k["id"], k["name"]) for k in ai_keys.json()["apiKeys"]] == [
             ("aikey-old", "Kept from 0.1.0")

@@ -49,18 +49,21 @@ class RequestLimits:
             await _refuse(send, 414, URL_TOO_LONG)
             return
         headers = scope["headers"]
-        if len(headers) > MAX_HEADERS or sum(len(n) + len(v) for n, v in headers) > (
-            MAX_HEADER_BYTES
-        ):
+        if len(headers) > MAX_HEADERS:
             await _refuse(send, 431, HEADERS_TOO_LARGE)
             return
+        size = 0
         announced: int | None = None
         streamed = False
         for name, value in headers:
+            size += len(name) + len(value)
             if name == b"content-length":
                 announced = int(value) if value.isdigit() else None
             elif name == b"transfer-encoding":
                 streamed = True
+        if size > MAX_HEADER_BYTES:
+            await _refuse(send, 431, HEADERS_TOO_LARGE)
+            return
         if announced is not None and announced > self.max_body_bytes:
             await _refuse(send, 413, BODY_TOO_LARGE.format(limit=self.max_body_bytes))
             return
