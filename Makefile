@@ -7,7 +7,7 @@ RUNTIME := $(VENV)/.installed-runtime
 DEV := $(VENV)/.installed-dev
 ARGS ?=
 
-.PHONY: serve test lint venv chromium bench clean
+.PHONY: serve test lint venv chromium bench clean fuzz
 
 $(RUNTIME): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ bench: $(STAMP)
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; \
 	  else echo "wrk is needed: apt-get install wrk"; exit 1; fi; }
 	$(BIN)/python bench/run.py $(ARGS)
+
+# Not part of `make test`: minutes of negative fuzzing against a fresh mock (README, "Fuzzing the mock").
+fuzz: $(RUNTIME)
+	$(BIN)/python tools/fuzz.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -26,6 +26,17 @@ from flashback_contract.store.versioning import (
 from tests.stores import postgres_schema_url
 
 KINDS = ["sqlite", "postgresql"]
+SCHEMA_0_1_0 = [
+    statement.strip()
+    for statement in "\n".join(
+        line
+        for line in (Path(__file__).parent / "data/schema-0.1.0.sqlite.sql")
+        .read_text()
+        .splitlines()
+        if not line.startswith("--")
+    ).split(";")
+    if statement.strip()
+]
 
 
 @contextmanager
@@ -63,9 +74,14 @@ def write_a_0_1_0_database(url: str, keep_version_table: bool) -> None:
     at the first revision instead.
     """
     with connection(url) as conn:
-        command.upgrade(_config(conn), FIRST_REVISION)
-        if not keep_version_table:
-            conn.execute(sa.text("DROP TABLE alembic_version"))
+        if conn.dialect.name == "sqlite" and not keep_version_table:
+            # Byte for byte what 0.1.0 created.
+            for statement in SCHEMA_0_1_0:
+                conn.exec_driver_sql(statement)
+        else:
+            command.upgrade(_config(conn), FIRST_REVISION)
+            if not keep_version_table:
+                conn.execute(sa.text("DROP TABLE alembic_version"))
         rows = {
             "organizations": [{"id": "org-acme", "name": "Acme Corp"}],
             "users": [
@@ -120,6 +136,18 @@ def write_a_0_1_0_database(url: str, keep_version_table: bool) -> None:
         tables.reflect(conn)
         for name, values in rows.items():
             conn.execute(tables.tables[name].insert(), values)
+
+
+def test_the_first_revision_is_exactly_the_schema_0_1_0_created(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'first.sqlite3'}"
+    with connection(url) as conn:
+        command.upgrade(_config(conn), FIRST_REVISION)
+        created = conn.exec_driver_sql(
+            "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name != 'alembic_version'"
+        )
+        statements = sorted(sql.strip() for (sql,) in created)
+
+    assert statements == sorted(SCHEMA_0_1_0)
 
 
 @pytest.mark.parametrize("kind", KINDS)
