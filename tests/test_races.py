@@ -13,11 +13,15 @@ import re
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from flashback_contract.domain import iso, utcnow
+from flashback_contract.signing import signed
 from tests.conftest import OWNER, bearer
 from tests.servers import serving
 from tests.stores import postgres_schema_url
@@ -29,6 +33,10 @@ RACERS = 5
 ORGKEYS_MAX = 3
 AI_KEYS = "/repo/repo-acme-main/ai/apikey"
 ORG_KEYS = "/organization/org-acme/key"
+DEMO_KEY = (
+    Path(__file__).resolve().parents[1]
+    / "src/flashback_contract/mock/demo/orgkey-acme-1.private.pem"
+).read_bytes()
 
 Call = tuple[str, str, dict[str, Any] | None]
 
@@ -192,3 +200,42 @@ def test_every_server_sees_every_write(cluster: Cluster) -> None:
     listings = [cluster.request("GET", AI_KEYS, via=i).json()["apiKeys"] for i in range(4)]
 
     assert all(key_id in [k["id"] for k in listed] for listed in listings)
+
+
+def node_body(ip: str, n: int, register: bool = True) -> dict[str, Any]:
+    """A body signed with the demo key; ``n`` makes each signature differ (none is a replay)."""
+    body: dict[str, Any] = {
+        "ip": ip,
+        "id_org": "org-acme",
+        "timestamp": iso(utcnow() - timedelta(seconds=n)),
+    }
+    if register:
+        body.update(provider="S3", region="eu-west-1", version=f"1.{n}", status="online")
+    return signed(body, DEMO_KEY)
+
+
+def test_racing_first_registrations_of_a_node_create_it_once(cluster: Cluster) -> None:
+    # The demo key signs: put it back, whatever the tests before did to the keys.
+    assert cluster.request("POST", "/__mock/reset").status_code == 200
+    for round_ in range(ROUNDS):
+        ip = f"198.51.100.{round_ + 1}"
+
+        responses = cluster.race([("POST", "/register", node_body(ip, n)) for n in range(RACERS)])
+
+        assert [r.status_code for r in responses] == [200] * RACERS
+        logged = sorted(e["event"] for e in cluster.events(ip))
+        assert logged == ["created"] + ["updated"] * (RACERS - 1)
+
+
+def test_racing_unregistrations_of_a_node_give_one_200_and_the_rest_404(cluster: Cluster) -> None:
+    assert cluster.request("POST", "/__mock/reset").status_code == 200
+    for round_ in range(ROUNDS):
+        ip = f"198.51.100.{100 + round_}"
+        assert cluster.request("POST", "/register", node_body(ip, 0)).status_code == 200
+
+        responses = cluster.race(
+            [("POST", "/unregister", node_body(ip, n, register=False)) for n in range(RACERS)]
+        )
+
+        assert sorted(r.status_code for r in responses) == [200] + [404] * (RACERS - 1)
+        assert [e["event"] for e in cluster.events(ip)] == ["created", "deleted"]
