@@ -363,7 +363,7 @@ def print_tables(args: argparse.Namespace, results: list[Result], loads: list[Lo
             f"| {r.cpu_us:.0f} | {ratio(r.cpu_us, prism_cpu, r.workload)} "
             f"| {ratio(r.cpu_us, bare_cpu, r.workload)} | {r.non_2xx + r.errors} |"
         )
-    print("\n| server | start-up incl. seed load s | RSS after start MB | RSS after load MB |")
+    print("\n| server | start-up incl. seed load s | RSS after start MB | RSS at the end MB |")
     print("|---|---:|---:|---:|")
     for loaded in loads:
         print(
