@@ -293,3 +293,64 @@ def test_a_body_within_every_limit_is_still_served(client: TestClient) -> None:
     response = client.post(AI_KEYS, json=body, headers=bearer(OWNER))
 
     assert response.status_code == 200
+
+
+def test_a_yaml_import_with_aliases_is_400_before_it_expands(store: Store) -> None:
+    """Twelve levels of nine aliases each would be 9**12 strings: refused unexpanded."""
+    lines = ['a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    for level in range(1, 12):
+        previous, current = chr(ord("a") + level - 1), chr(ord("a") + level)
+        lines.append(f"{current}: &{current} [{', '.join([f'*{previous}'] * 9)}]")
+    lines.append("users: *l")
+    app = create_app(Settings(store_url="memory://", control_token="control"), store=store)
+    before = snapshot(store)
+
+    with TestClient(app) as client:
+        response = client.post(
+            "/__mock/state",
+            content="\n".join(lines),
+            headers={"Content-Type": "application/yaml", **bearer("control")},
+        )
+
+    assert_refused(response, 400)
+    assert "YAML aliases" in response.json()["message"]
+    assert snapshot(store) == before
+
+
+@pytest.mark.parametrize("content_type", ["application/yaml", "application/json"])
+@pytest.mark.parametrize(
+    "document",
+    ["users: " + "[" * 50_000 + "]" * 50_000, '{"users": ' + "[" * 100_000 + "]" * 100_000 + "}"],
+    ids=["yaml-flow", "json"],
+)
+def test_a_deeply_nested_import_is_400(store: Store, content_type: str, document: str) -> None:
+    app = create_app(Settings(store_url="memory://", control_token="control"), store=store)
+    before = snapshot(store)
+
+    with TestClient(app) as client:
+        response = client.post(
+            "/__mock/state",
+            content=document,
+            headers={"Content-Type": content_type, **bearer("control")},
+        )
+
+    assert_refused(response, 400)
+    assert snapshot(store) == before
+
+
+def test_a_yaml_import_with_an_ampersand_in_a_value_is_still_read(store: Store) -> None:
+    app = create_app(Settings(store_url="memory://", control_token="control"), store=store)
+    document = (
+        "organizations: [{id: org-x, name: 'Smith & Sons'}]\n"
+        "users: [{id: u, org: org-x, role: OWNER, token: t-x}]\n"
+    )
+
+    with TestClient(app) as client:
+        response = client.post(
+            "/__mock/state",
+            content=document,
+            headers={"Content-Type": "application/yaml", **bearer("control")},
+        )
+
+    assert response.status_code == 200, response.text
+    assert [o.name for o in snapshot(store).organizations] == ["Smith & Sons"]

@@ -167,15 +167,29 @@ def parse_seed(text: str | bytes) -> dict[str, Any]:
         # JSON is YAML, and the JSON parser reads it many times faster; it holds no dates.
         try:
             data = json.loads(text)
+        except RecursionError as exc:
+            raise SeedError("the document is nested too deeply") from exc
         except ValueError:
             pass  # YAML in flow style, say: the YAML parser decides
         else:
             return validate_seed(data, dates=False)
     try:
+        _refuse_aliases(text)
         data = yaml.load(text, Loader=SafeLoader)
     except yaml.YAMLError as exc:
         raise SeedError("not YAML or JSON: " + " ".join(str(exc).split())) from exc
     return validate_seed(data)
+
+
+def _refuse_aliases(text: str | bytes) -> None:
+    """Aliases let a few hundred bytes expand exponentially (a "billion laughs"): refused."""
+    # An alias needs an anchor (&name): without one, no scan is needed.
+    anchored = "&" in text if isinstance(text, str) else b"&" in text
+    if not anchored:
+        return
+    for event in yaml.parse(text, Loader=SafeLoader):
+        if isinstance(event, yaml.AliasEvent):
+            raise SeedError("YAML aliases (*name) are not accepted in seed documents")
 
 
 def read_seed(path: Path | None) -> dict[str, Any]:
