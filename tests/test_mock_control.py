@@ -131,7 +131,15 @@ def test_without_a_control_token_other_clients_are_refused(
 def test_the_control_api_has_its_own_contract(control: TestClient) -> None:
     served = control.get("/__mock/openapi.json").json()
 
-    assert set(served["paths"]) == {"/reset", "/state"}
+    assert set(served["paths"]) == {
+        "/reset",
+        "/state",
+        "/sessions",
+        "/sessions/{name}",
+        "/requests",
+        "/token",
+        "/overrides",
+    }
     assert control_spec_path().is_file()
 
 

@@ -57,6 +57,10 @@ def _banner(
     cors = ", ".join(settings.cors_origins) if settings.cors else "off"
     control = "control token required" if settings.control_token else "loopback clients only"
     lines.append(f"CORS: {cors}; mock control: {url}/__mock/ ({control})")
+    lines.append(
+        f"Sessions: {url}/__session/NAME/... or X-Mock-Session: NAME (at most "
+        f"{settings.max_sessions}, idle ones expire after {settings.session_ttl_seconds} s)"
+    )
     injected = []
     if settings.delay_ms:
         injected.append(f"every operation delayed {settings.delay_ms} ms")
@@ -92,6 +96,13 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers < 1:
         print("flashback-contract: --workers is 1 or more", file=sys.stderr)
         return 2
+    if args.max_sessions < 0 or args.session_ttl < 1 or args.journal_size < 0:
+        print(
+            "flashback-contract: --max-sessions and --journal-size are 0 or more, "
+            "--session-ttl 1 or more",
+            file=sys.stderr,
+        )
+        return 2
     settings = Settings.from_env(
         store_url=args.store,
         seed_file=args.seed,
@@ -103,6 +114,9 @@ def _serve(args: argparse.Namespace) -> int:
         fail_rate=args.fail_rate,
         max_body_bytes=args.max_body_bytes,
         log_format=args.log_format,
+        max_sessions=args.max_sessions,
+        session_ttl_seconds=args.session_ttl,
+        journal_size=args.journal_size,
     )
     configure_logging(args.log_level)
     if args.workers > 1 and settings.store_url.startswith("memory://"):
@@ -421,6 +435,26 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="larger request bodies are refused with 413 (default 1048576)",
     )
+    serve.add_argument(
+        "--max-sessions",
+        type=int,
+        default=Settings.max_sessions,
+        help="sessions (/__session/NAME/ or X-Mock-Session) alive at once (default %(default)s)",
+    )
+    serve.add_argument(
+        "--session-ttl",
+        type=int,
+        default=Settings.session_ttl_seconds,
+        metavar="SECONDS",
+        help="an idle session expires after this long (default %(default)s)",
+    )
+    serve.add_argument(
+        "--journal-size",
+        type=int,
+        default=Settings.journal_size,
+        help="requests kept per session by GET /__mock/requests; 0 turns the journal off "
+        "(default %(default)s)",
+    )
     serve.set_defaults(func=_serve)
 
     node_sign = commands.add_parser(
@@ -467,7 +501,12 @@ def build_parser() -> argparse.ArgumentParser:
     token = commands.add_parser(
         "token",
         help="print a JWT access token for a user of the store",
-        description="Print an HS256 JWT the mock on the same store (or secret) accepts.",
+        description=(
+            "Print an HS256 JWT the mock on the same store (or secret) accepts: a SQLite file "
+            "or PostgreSQL database it shares, or the same FLASHBACK_JWT_SECRET. A mock on "
+            "memory:// keeps its secret in its own process: ask that mock instead, with "
+            'POST /__mock/token {"user": "user-acme-admin", "ttl": 3600}.'
+        ),
     )
     token.add_argument("--user", required=True, help="user id, e.g. user-acme-admin")
     token.add_argument("--ttl", type=int, default=3600, help="seconds (default 3600)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 from importlib import resources
 from pathlib import Path
 
@@ -22,12 +23,13 @@ from flashback_contract.mock.bridge import FlaskBridge, operation_of
 from flashback_contract.mock.documents import ContractDocuments
 from flashback_contract.mock.errors import install_error_handlers
 from flashback_contract.mock.limits import RequestLimits
-from flashback_contract.mock.seed import seed_if_empty
+from flashback_contract.mock.seed import load_seed, read_seed, seed_if_empty
 from flashback_contract.mock.services import EXTENSION_KEY, Services
+from flashback_contract.mock.sessions import SessionMiddleware
 from flashback_contract.mock.settings import Settings
 from flashback_contract.mock.tokens import jwt_secret
 from flashback_contract.mock.validators import compiled_validator_map
-from flashback_contract.store import Store, open_store
+from flashback_contract.store import SessionPolicy, Store, open_sessions, open_store
 
 log = logging.getLogger(__name__)
 # connexion warns on every request to an operation with two request media types (importState
@@ -65,7 +67,25 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     if seed_if_empty(store, settings.seed_file):
         log.info("seeded %s from %s", store.url, settings.seed_file or "the demo fixture")
 
-    authenticator = Authenticator(store, jwt_secret(store, settings.jwt_secret))
+    seed = read_seed(settings.seed_file)
+    sessions = open_sessions(
+        store,
+        lambda uow: load_seed(uow, seed),
+        SessionPolicy(
+            max_sessions=settings.max_sessions,
+            ttl=timedelta(seconds=settings.session_ttl_seconds),
+            journal_size=settings.journal_size,
+        ),
+    )
+    services = Services(
+        settings=settings,
+        default_store=store,
+        sessions=sessions,
+        clock=utcnow,
+        jwt_secret=jwt_secret(store, settings.jwt_secret),
+    )
+    # Users and tokens are read from the request's session: the same seed, the same answers.
+    authenticator = Authenticator(lambda: services.store, services.jwt_secret)
     app = FlaskApp(
         __name__,
         # Query parameters the contract does not declare are refused (400), not ignored.
@@ -88,7 +108,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         validate_responses=settings.validate_responses,
     )
     app.add_api(spec_path(), validate_responses=settings.validate_responses)
-    app.app.extensions[EXTENSION_KEY] = Services(settings=settings, store=store, clock=utcnow)
+    app.app.extensions[EXTENSION_KEY] = services
     install_error_handlers(app)
     # First, so it is the outermost of the app's middleware and sees every response.
     control_spec = yaml.safe_load(control_spec_path().read_text("utf-8"))
@@ -100,7 +120,15 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     )
     # Ahead of connexion's spec endpoints: the contract as written, with this mock in servers.
     app.add_middleware(ContractDocuments, position=MiddlewarePosition.BEFORE_SWAGGER, store=store)
-    frontend.install(app, settings)
+    frontend.install(app, settings, sessions)
+    # Inside CORS, so its refusals carry CORS headers; outside the limits, so a refused
+    # request is journalled too.
+    app.add_middleware(
+        SessionMiddleware,
+        position=MiddlewarePosition.BEFORE_EXCEPTION,
+        catalog=sessions,
+        clock=lambda: services.clock(),
+    )
     # Inside CORS, so refusals carry its headers; before anything parses the request.
     app.add_middleware(
         RequestLimits,

@@ -30,12 +30,12 @@ class Principal:
 class Authenticator:
     """Resolves a Bearer token: a JWT signed with the server's secret, or a static token."""
 
-    def __init__(self, store: Store, jwt_secret: str) -> None:
-        self._store = store
+    def __init__(self, store_of: Callable[[], Store], jwt_secret: str) -> None:
+        self._store_of = store_of
         self._jwt_secret = jwt_secret
 
     def principal_for(self, token: str) -> Principal | None:
-        with self._store.reading() as uow:
+        with self._store_of().reading() as uow:
             if tokens.looks_like_jwt(token):
                 user_id = tokens.user_of(self._jwt_secret, token)
                 user = None if user_id is None else uow.user(user_id)
@@ -50,7 +50,7 @@ class Authenticator:
 
         Called on the event loop: a lookup that may wait runs in a thread (connexion awaits it).
         """
-        if self._store.may_wait(write=False):
+        if self._store_of().may_wait(write=False):
             return asyncio.to_thread(self._token_info, token)
         return self._token_info(token)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from typing import Any
+from urllib.parse import parse_qsl
 
 from connexion import FlaskApp
 from connexion.exceptions import BadRequestProblem
@@ -16,7 +17,13 @@ from werkzeug.datastructures import MIMEAccept
 from werkzeug.http import parse_accept_header
 
 from flashback_contract.contract import HTTP_METHODS, load_spec
+from flashback_contract.mock.sessions import (
+    SESSION_HEADER,
+    active_session,
+    without_session_prefix,
+)
 from flashback_contract.mock.settings import Settings
+from flashback_contract.store import SessionCatalog
 from flashback_contract.web import EnvelopeCORSMiddleware, cors_options, json_text
 
 MAX_DELAY_MS = 10_000
@@ -27,7 +34,7 @@ PREFERENCES = ("code", "example", "delay")
 
 
 # Request headers the mock itself reads (Prefer) or that tracing front ends commonly send.
-MOCK_REQUEST_HEADERS = ("Prefer", "X-Request-Id")
+MOCK_REQUEST_HEADERS = ("Prefer", "X-Request-Id", SESSION_HEADER)
 # Response headers the mock adds beside the contract's own.
 MOCK_RESPONSE_HEADERS = ("Content-Disposition", "Preference-Applied", "X-Request-Id")
 
@@ -42,7 +49,8 @@ def parse_prefer(value: str) -> dict[str, str]:
     return preferences
 
 
-def _responses(operation: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def resolved_responses(operation: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """An operation's documented responses by status, ``$ref``s resolved."""
     spec = load_spec()
     resolved = {}
     for status, response in operation["responses"].items():
@@ -64,7 +72,7 @@ def documented_response(
     operation: dict[str, Any], code: str | None, example: str | None, accept: str
 ) -> tuple[int, str, Any]:
     """(status, media type, body) of a documented example; BadRequestProblem if there is none."""
-    responses = _responses(operation)
+    responses = resolved_responses(operation)
     name = operation["operationId"]
     if code is not None and code not in responses:
         raise BadRequestProblem(
@@ -106,10 +114,18 @@ class PreferMiddleware:
     401 needs no credentials), and after it, where everything else is.
     """
 
-    def __init__(self, app: ASGIApp, *, settings: Settings, before_security: bool) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        settings: Settings,
+        before_security: bool,
+        sessions: SessionCatalog | None = None,
+    ) -> None:
         self.app = app
         self.settings = settings
         self.before_security = before_security
+        self.sessions = sessions
         # connexion's routing names an operation by the function it resolved to.
         self.operations = {
             f"{op['x-openapi-router-controller']}.{op['operationId']}": op
@@ -135,6 +151,13 @@ class PreferMiddleware:
             else:
                 await self.app(scope, receive, send)
             return
+        override = self._override(scope, operation["operationId"])
+        if override is not None:
+            scope.setdefault("state", {})["forced"] = f"override {override['id']}"
+            await asyncio.sleep(override["delayMs"] / 1000)
+            chosen = (override["status"], override["mediaType"], override["body"])
+            await self._respond(chosen, [], preferences, scope, receive, send)
+            return
         await asyncio.sleep(self._delay_ms(preferences) / 1000)
         delayed = ["delay"] if "delay" in preferences else []
         if self.settings.fail_rate and random.random() < self.settings.fail_rate:
@@ -149,6 +172,17 @@ class PreferMiddleware:
             await self.app(scope, receive, _applying(delayed, preferences, send))
         else:
             await self.app(scope, receive, send)
+
+    def _override(self, scope: Scope, operation_id: str) -> dict[str, Any] | None:
+        """The session's override for this request, spent by one, if any."""
+        if self.sessions is None:
+            return None
+        active = active_session()
+        params = {k: v for k, v in parse_qsl(scope.get("query_string", b"").decode("latin-1"))}
+        params.update({k: str(v) for k, v in scope.get("path_params", {}).items()})
+        return self.sessions.take_override(
+            None if active is None else active.name, operation_id, params
+        )
 
     def _delay_ms(self, preferences: dict[str, str]) -> int:
         if "delay" not in preferences:
@@ -228,7 +262,9 @@ class SplitCORSMiddleware:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith(CONTROL_BASE_PATH + "/"):
+        # A session's control API (/__session/w1/__mock/...) is the control API too.
+        path = without_session_prefix(scope["path"]) if scope["type"] == "http" else ""
+        if path.startswith(CONTROL_BASE_PATH + "/"):
             await self.control(scope, receive, send)
         else:
             await self.contract(scope, receive, send)
@@ -239,8 +275,8 @@ def control_cors_origins(settings: Settings) -> list[str]:
     return [o for o in settings.cors_origins if o != "*"] if settings.cors else []
 
 
-def install(app: FlaskApp, settings: Settings) -> None:
-    """Add CORS (unless disabled) and the Prefer/latency/fault middleware to the app."""
+def install(app: FlaskApp, settings: Settings, sessions: SessionCatalog) -> None:
+    """Add CORS (unless disabled), overrides and the Prefer/latency/fault middleware."""
     if settings.cors:
         app.add_middleware(
             SplitCORSMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION, settings=settings
@@ -256,4 +292,5 @@ def install(app: FlaskApp, settings: Settings) -> None:
         position=MiddlewarePosition.BEFORE_VALIDATION,
         settings=settings,
         before_security=False,
+        sessions=sessions,
     )

@@ -12,8 +12,9 @@ import flask
 
 from flashback_contract.domain import EventContext, EventType, SystemEvent
 from flashback_contract.mock.auth import Principal
+from flashback_contract.mock.sessions import active_session
 from flashback_contract.mock.settings import Settings
-from flashback_contract.store import Store, UnitOfWork
+from flashback_contract.store import SessionCatalog, Store, UnitOfWork
 
 EXTENSION_KEY = "flashback_contract"
 
@@ -21,8 +22,23 @@ EXTENSION_KEY = "flashback_contract"
 @dataclass
 class Services:
     settings: Settings
-    store: Store
+    default_store: Store
+    sessions: SessionCatalog
     clock: Callable[[], datetime]
+    # What JWT access tokens are signed with (configured, or generated and kept with the store).
+    jwt_secret: str
+
+    @property
+    def store(self) -> Store:
+        """The store of the request's session: the default state unless one is named."""
+        active = active_session()
+        return self.default_store if active is None else active.store
+
+    @property
+    def session(self) -> str | None:
+        """The name of the request's session; None for the default state."""
+        active = active_session()
+        return None if active is None else active.name
 
     def record_event(
         self,

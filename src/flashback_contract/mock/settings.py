@@ -36,6 +36,11 @@ class Settings:
     node_clock_skew_seconds: int = 300
     # Larger request bodies are refused with 413 before anything parses them.
     max_body_bytes: int = 1024 * 1024
+    # Sessions (/__session/{name}/ or X-Mock-Session): how many at once, how long an idle one
+    # lives, and how many requests each journal keeps (0 turns the journal off).
+    max_sessions: int = 100
+    session_ttl_seconds: int = 3600
+    journal_size: int = 1000
 
     def to_json(self) -> str:
         """The settings as JSON, for worker processes to build the same app (``from_json``)."""

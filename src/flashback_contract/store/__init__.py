@@ -6,10 +6,26 @@ from pathlib import Path
 
 from flashback_contract.store.base import EventQuery, Store, UnitOfWork
 from flashback_contract.store.memory import MemoryStore
+from flashback_contract.store.sessions import (
+    MemorySessions,
+    Seeder,
+    SessionCatalog,
+    SessionPolicy,
+)
 
 DEFAULT_STORE_URL = "sqlite:///flashback-contract.sqlite3"
 
-__all__ = ["DEFAULT_STORE_URL", "EventQuery", "MemoryStore", "Store", "UnitOfWork", "open_store"]
+__all__ = [
+    "DEFAULT_STORE_URL",
+    "EventQuery",
+    "MemoryStore",
+    "SessionCatalog",
+    "SessionPolicy",
+    "Store",
+    "UnitOfWork",
+    "open_sessions",
+    "open_store",
+]
 
 
 class StoreUrlError(ValueError):
@@ -31,3 +47,12 @@ def open_store(url: str) -> Store:
     raise StoreUrlError(
         f"unsupported store URL {url!r}: use memory://, sqlite:///PATH or postgresql://..."
     )
+
+
+def open_sessions(store: Store, seed: Seeder, policy: SessionPolicy) -> SessionCatalog:
+    """The sessions beside ``store``: in the same database, or in this process for memory."""
+    if isinstance(store, MemoryStore):
+        return MemorySessions(store, seed, policy)
+    from flashback_contract.store.sql_sessions import SqlSessions
+
+    return SqlSessions(store, store.url, seed, policy)

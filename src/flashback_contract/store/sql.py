@@ -589,30 +589,46 @@ def _sqlite_engine(url: sa.URL) -> Engine:
 
 
 class SqlStore:
-    """SQLite or PostgreSQL through SQLAlchemy; opening one migrates its schema to the newest."""
+    """SQLite or PostgreSQL through SQLAlchemy; opening one migrates its schema to the newest.
 
-    def __init__(self, url: str) -> None:
+    With ``engine`` and ``schema`` the store lives in that PostgreSQL schema of a shared engine
+    (a session's copy of the state), its tables named as usual.
+    """
+
+    def __init__(
+        self, url: str, *, engine: Engine | None = None, schema: str | None = None
+    ) -> None:
         self.url = url
-        parsed = sa.make_url(url)
+        self._owns_engine = engine is None
+        self._schema = schema
+        self._engine = engine if engine is not None else create_engine(url)
         # SQLite is a file in this process; PostgreSQL is a network round trip per statement.
-        self._in_process = parsed.get_backend_name() == "sqlite"
-        if parsed.get_backend_name() == "sqlite":
-            self._engine = _sqlite_engine(parsed)
+        self._in_process = self._engine.dialect.name == "sqlite"
+        if schema is None:
+            migrate(self._engine, url)
         else:
-            if parsed.drivername == "postgresql":
-                parsed = parsed.set(drivername="postgresql+psycopg")
-            self._engine = sa.create_engine(parsed, pool_pre_ping=True)
-        migrate(self._engine, url)
+            # A session's schema: a copy of the seed for a test run, made at the newest tables.
+            with self._connect() as conn:
+                metadata.create_all(conn)
+
+    @contextmanager
+    def _connect(self) -> Iterator[Connection]:
+        with self._engine.begin() as conn:
+            if self._schema is not None:
+                conn.execution_options(schema_translate_map={None: self._schema})
+            yield conn
 
     @contextmanager
     def transaction(self) -> Iterator[SqlUnitOfWork]:
-        with self._engine.begin() as conn:
+        with self._connect() as conn:
             yield SqlUnitOfWork(conn)
 
     @contextmanager
     def reading(self) -> Iterator[SqlUnitOfWork]:
         with self._engine.connect() as conn:
             conn.execution_options(**{READ_ONLY: True})
+            if self._schema is not None:
+                conn.execution_options(schema_translate_map={None: self._schema})
             with conn.begin():
                 yield SqlUnitOfWork(conn)
 
@@ -622,9 +638,20 @@ class SqlStore:
 
     def drop_all(self) -> None:
         """Remove every table, the schema's version included (tests and reset)."""
-        metadata.drop_all(self._engine)
-        with self._engine.begin() as conn:
+        with self._connect() as conn:
+            metadata.drop_all(conn)
             conn.execute(sa.text("DROP TABLE IF EXISTS alembic_version"))
 
     def close(self) -> None:
-        self._engine.dispose()
+        if self._owns_engine:
+            self._engine.dispose()
+
+
+def create_engine(url: str) -> Engine:
+    """The engine a store URL names: SQLite tuned for one writer at a time, or PostgreSQL."""
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(parsed)
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return sa.create_engine(parsed, pool_pre_ping=True)

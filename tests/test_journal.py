@@ -1,0 +1,224 @@
+"""The request journal: GET /__mock/requests, its filters, its redaction and its bound."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from connexion import FlaskApp
+from starlette.testclient import TestClient
+
+from flashback_contract import Settings, create_app
+from tests.conftest import ADMIN, OWNER, bearer
+from tests.stores import open_adapter
+from tests.test_nodes import register_body
+from tests.test_sessions import local_client
+
+VOLATILE = ("id", "time", "durationMs")
+
+
+def stable(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Entries without what changes from run to run (id, time, duration)."""
+    for entry in entries:
+        assert isinstance(entry["id"], int)
+        assert entry["time"].endswith("Z")
+        assert entry["durationMs"] >= 0
+    return [{k: v for k, v in e.items() if k not in VOLATILE} for e in entries]
+
+
+def journal(client: TestClient, prefix: str = "", **params: Any) -> list[dict[str, Any]]:
+    response = client.get(f"{prefix}/__mock/requests", params=params)
+    assert response.status_code == 200, response.text
+    entries: list[dict[str, Any]] = response.json()["requests"]
+    return entries
+
+
+@pytest.fixture
+def local(make_app: Callable[..., FlaskApp]) -> Iterator[TestClient]:
+    with local_client(make_app()) as client:
+        yield client
+
+
+def known_sequence(client: TestClient) -> None:
+    client.get("/__session/w1/repo/repo-acme-main/ai/apikey", headers=bearer(OWNER))
+    client.post(
+        "/__session/w1/repo/repo-acme-main/ai/apikey?source=ui",
+        headers=bearer(OWNER),
+        json={"name": "CI key", "aiType": "OPENAI"},
+    )
+    client.delete(
+        "/repo/repo-acme-main/ai/apikey/aikey-acme-openai",
+        headers=bearer(ADMIN) | {"X-Mock-Session": "w2"},
+    )
+    client.get("/__session/w1/repo/repo-acme-main/ai/apikey")
+    client.get("/organization/org-acme/key", headers=bearer(OWNER))
+
+
+def test_the_journal_lists_what_the_mock_answered_newest_first(local: TestClient) -> None:
+    known_sequence(local)
+
+    assert stable(journal(local)) == [
+        {
+            "session": None,
+            "method": "GET",
+            "path": "/organization/org-acme/key",
+            "operationId": "getOrgKeys",
+            "query": {},
+            "status": 200,
+            "userId": "user-acme-owner",
+            "body": None,
+        },
+        {
+            "session": "w1",
+            "method": "GET",
+            "path": "/repo/repo-acme-main/ai/apikey",
+            "operationId": "getRepoAiApiKeys",
+            "query": {},
+            "status": 401,
+            "userId": None,
+            "body": None,
+        },
+        {
+            "session": "w2",
+            "method": "DELETE",
+            "path": "/repo/repo-acme-main/ai/apikey/aikey-acme-openai",
+            "operationId": "deleteRepoAiApiKey",
+            "query": {},
+            "status": 200,
+            "userId": "user-acme-admin",
+            "body": None,
+        },
+        {
+            "session": "w1",
+            "method": "POST",
+            "path": "/repo/repo-acme-main/ai/apikey",
+            "operationId": "createRepoAiApiKey",
+            "query": {"source": "ui"},
+            "status": 200,
+            "userId": "user-acme-owner",
+            "body": {"name": "CI key", "aiType": "OPENAI"},
+        },
+        {
+            "session": "w1",
+            "method": "GET",
+            "path": "/repo/repo-acme-main/ai/apikey",
+            "operationId": "getRepoAiApiKeys",
+            "query": {},
+            "status": 200,
+            "userId": "user-acme-owner",
+            "body": None,
+        },
+    ]
+    ids = [e["id"] for e in journal(local)]
+    assert ids == sorted(ids, reverse=True)
+
+
+def test_under_a_session_the_journal_is_that_sessions(local: TestClient) -> None:
+    known_sequence(local)
+
+    through_prefix = journal(local, prefix="/__session/w1")
+    through_header = local.get("/__mock/requests", headers={"X-Mock-Session": "w2"}).json()
+
+    assert [e["session"] for e in through_prefix] == ["w1", "w1", "w1"]
+    assert [e["operationId"] for e in through_header["requests"]] == ["deleteRepoAiApiKey"]
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"session": "w1"}, ["getRepoAiApiKeys", "createRepoAiApiKey", "getRepoAiApiKeys"]),
+        ({"operationId": "getRepoAiApiKeys"}, ["getRepoAiApiKeys", "getRepoAiApiKeys"]),
+        ({"method": "DELETE"}, ["deleteRepoAiApiKey"]),
+        ({"status": 401}, ["getRepoAiApiKeys"]),
+        ({"session": "w1", "status": 200}, ["createRepoAiApiKey", "getRepoAiApiKeys"]),
+        ({"limit": 2}, ["getOrgKeys", "getRepoAiApiKeys"]),
+        ({"session": "nobody"}, []),
+    ],
+)
+def test_journal_filters(local: TestClient, params: dict[str, Any], expected: list[str]) -> None:
+    known_sequence(local)
+
+    assert [e["operationId"] for e in journal(local, **params)] == expected
+
+
+def test_invalid_filters_are_a_400_envelope(local: TestClient) -> None:
+    response = local.get("/__mock/requests", params={"status": "teapot"})
+
+    assert response.status_code == 400
+    assert response.json()["success"] is False
+
+
+def test_the_journal_keeps_no_token_and_no_secret(
+    local: TestClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    jwt = local.post("/__mock/token", json={"user": "user-acme-owner"}).json()["token"]
+    created = local.post(
+        "/repo/repo-acme-main/ai/apikey",
+        headers={"Authorization": f"Bearer {jwt}"},
+        json={"name": "secret-free", "aiType": "AWS"},
+    ).json()
+    signed = register_body(capsys)
+    local.post("/register", json=signed)
+    local.post(
+        "/repo/repo-acme-main/ai/apikey",
+        headers=bearer(OWNER),
+        json={"name": "x", "aiType": "AWS", "clientSecret": "hunter2", "nested": [{"token": "t"}]},
+    )
+
+    entries = journal(local)
+    text = json.dumps(entries)
+
+    assert jwt not in text and OWNER not in text
+    assert created["secret"] not in text
+    assert signed["signature"] not in text
+    register = next(e for e in entries if e["operationId"] == "registerNode")
+    assert register["body"]["signature"] == "[redacted]"
+    assert register["body"]["ip"] == signed["ip"]
+    assert entries[0]["body"]["clientSecret"] == "[redacted]"
+    assert entries[0]["body"]["nested"] == [{"token": "[redacted]"}]
+
+
+def test_control_api_and_swagger_ui_requests_are_not_journalled(local: TestClient) -> None:
+    local.get("/__mock/sessions")
+    local.get("/ui/")
+    local.get("/openapi.json")
+
+    assert journal(local) == []
+
+
+def test_clearing_the_journal_of_one_session_keeps_the_others(local: TestClient) -> None:
+    known_sequence(local)
+
+    cleared = local.delete("/__mock/requests", params={"session": "w1"})
+    local.delete("/__session/w2/__mock/requests")
+
+    assert cleared.json() == {"success": True, "message": "Request journal cleared"}
+    assert [e["session"] for e in journal(local)] == [None]
+    local.delete("/__mock/requests")
+    assert journal(local) == []
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_the_journal_keeps_the_last_requests_of_each_session(kind: str, tmp_path: Path) -> None:
+    with open_adapter(kind, tmp_path) as store:
+        app = create_app(Settings(store_url=store.url, journal_size=3), store=store)
+        with local_client(app) as client:
+            for skip in range(5):
+                client.get(f"/__session/w1/organization/org-acme/key?n={skip}")
+            client.get("/organization/org-acme/key?n=default")
+
+            w1 = journal(client, session="w1", limit=100)
+            everything = journal(client, limit=100)
+
+    assert [e["query"]["n"] for e in w1] == ["4", "3", "2"]
+    assert [e["query"]["n"] for e in everything] == ["default", "4", "3", "2"]
+
+
+def test_journal_size_zero_turns_the_journal_off(make_app: Callable[..., FlaskApp]) -> None:
+    with local_client(make_app(journal_size=0)) as client:
+        client.get("/organization/org-acme/key", headers=bearer(OWNER))
+
+        assert journal(client) == []
