@@ -266,6 +266,13 @@ def main() -> int:
         "--large", action="store_true", help="add the 100,000-key rows (load time and memory)"
     )
     parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="run only contenders whose name contains TEXT (repeatable)",
+    )
+    parser.add_argument(
         "--smoke",
         action="store_true",
         help="the mock on memory:// only, one second per cell, no Prism (the test suite's run)",
@@ -288,10 +295,21 @@ def main() -> int:
         contenders: dict[str, tuple[list[str], str]] = {"mock, memory://": mock("memory://")}
         if not args.smoke:
             contenders["mock, SQLite (default)"] = mock(f"sqlite:///{tmp}/bench.sqlite3")
+            # The request journal is on by default: what it costs on the hot path.
+            contenders["mock, SQLite, no journal"] = mock(
+                f"sqlite:///{tmp}/bench-nojournal.sqlite3", "--journal-size", "0"
+            )
+            contenders["mock, memory://, no journal"] = mock("memory://", "--journal-size", "0")
             if pg_url:
                 contenders["mock, PostgreSQL"] = mock(pg_url)
             contenders["Prism 5 (stateless)"] = prism()
             contenders["bare ASGI app, uvicorn"] = bare_asgi()
+        if args.only:
+            contenders = {
+                name: contender
+                for name, contender in contenders.items()
+                if any(text in name for text in args.only)
+            }
         for name, (command, url) in contenders.items():
             rows, loaded = measure_all(
                 name, command, url, args, stateful=name.startswith("mock"), workloads=workloads

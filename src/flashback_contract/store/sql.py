@@ -592,11 +592,17 @@ class SqlStore:
     """SQLite or PostgreSQL through SQLAlchemy; opening one migrates its schema to the newest.
 
     With ``engine`` and ``schema`` the store lives in that PostgreSQL schema of a shared engine
-    (a session's copy of the state), its tables named as usual.
+    (a session's copy of the state), its tables named as usual. ``create_tables=False`` trusts
+    that they exist (a copy of a store that has them).
     """
 
     def __init__(
-        self, url: str, *, engine: Engine | None = None, schema: str | None = None
+        self,
+        url: str,
+        *,
+        engine: Engine | None = None,
+        schema: str | None = None,
+        create_tables: bool = True,
     ) -> None:
         self.url = url
         self._owns_engine = engine is None
@@ -604,9 +610,9 @@ class SqlStore:
         self._engine = engine if engine is not None else create_engine(url)
         # SQLite is a file in this process; PostgreSQL is a network round trip per statement.
         self._in_process = self._engine.dialect.name == "sqlite"
-        if schema is None:
+        if create_tables and schema is None:
             migrate(self._engine, url)
-        else:
+        elif create_tables:
             # A session's schema: a copy of the seed for a test run, made at the newest tables.
             with self._connect() as conn:
                 metadata.create_all(conn)

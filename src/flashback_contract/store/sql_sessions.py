@@ -111,7 +111,8 @@ class _SqliteFiles:
         shutil.copyfile(self._template, self._path(name))
 
     def open(self, name: str) -> Store:
-        return SqlStore(f"sqlite:///{self._path(name)}")
+        # A copy of the template, which has every table: no schema check on the hot path.
+        return SqlStore(f"sqlite:///{self._path(name)}", create_tables=False)
 
     def remove(self, name: str) -> None:
         for suffix in ("", "-wal", "-shm"):
