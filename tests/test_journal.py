@@ -96,8 +96,10 @@ def test_the_journal_lists_what_the_mock_answered_newest_first(local: TestClient
             "method": "POST",
             "path": "/repo/repo-acme-main/ai/apikey",
             "operationId": "createRepoAiApiKey",
+            # The contract declares no query parameter: an undeclared one is refused, and
+            # the journal shows the refusal with what was sent.
             "query": {"source": "ui"},
-            "status": 200,
+            "status": 400,
             "userId": "user-acme-owner",
             "body": {"name": "CI key", "aiType": "OPENAI"},
         },
@@ -133,7 +135,7 @@ def test_under_a_session_the_journal_is_that_sessions(local: TestClient) -> None
         ({"operationId": "getRepoAiApiKeys"}, ["getRepoAiApiKeys", "getRepoAiApiKeys"]),
         ({"method": "DELETE"}, ["deleteRepoAiApiKey"]),
         ({"status": 401}, ["getRepoAiApiKeys"]),
-        ({"session": "w1", "status": 200}, ["createRepoAiApiKey", "getRepoAiApiKeys"]),
+        ({"session": "w1", "status": 400}, ["createRepoAiApiKey"]),
         ({"limit": 2}, ["getOrgKeys", "getRepoAiApiKeys"]),
         ({"session": "nobody"}, []),
     ],
