@@ -203,6 +203,23 @@ def test_idle_sessions_expire_after_the_ttl(kind: str, tmp_path: Path) -> None:
     assert busy == ["orgkey-acme-3", "orgkey-acme-1"]
 
 
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_an_expired_session_used_again_starts_from_the_seed(kind: str, tmp_path: Path) -> None:
+    clock = Clock()
+    with open_adapter(kind, tmp_path) as store:
+        app = create_app(Settings(store_url=store.url, session_ttl_seconds=60), store=store)
+        services_of(app).clock = clock
+        with local_client(app) as client:
+            delete_key(client, "orgkey-acme-1", prefix="/__session/w1")
+            clock.now += timedelta(seconds=59)
+            kept = acme_keys(client, prefix="/__session/w1")
+            clock.now += timedelta(seconds=60)
+            renewed = acme_keys(client, prefix="/__session/w1")
+
+    assert kept == ["orgkey-acme-3", "orgkey-acme-2"]
+    assert renewed == SEEDED_KEYS
+
+
 def test_expired_sessions_make_room_under_the_limit(make_app: Callable[..., FlaskApp]) -> None:
     clock = Clock()
     app = make_app(max_sessions=1, session_ttl_seconds=60)

@@ -179,6 +179,10 @@ class MemorySessions:
             return self._default
         with self._lock:
             info = self._info.get(name)
+            if info is not None and info.last_used_at + self.policy.ttl <= now:
+                # Expired, though nothing swept it yet: its next use starts from the seed.
+                self._forget(name)
+                info = None
             if info is None:
                 self._expire(now)
                 if len(self._info) >= self.policy.max_sessions:

@@ -235,12 +235,7 @@ class SqlSessions:
         if name is None:
             return self._default
         with self._control() as conn:
-            created_at = conn.execute(
-                mock_sessions.update()
-                .where(mock_sessions.c.name == name)
-                .values(last_used_at=now, request_count=mock_sessions.c.request_count + 1)
-                .returning(mock_sessions.c.created_at)
-            ).scalar()
+            created_at = self._touch(conn, name, now)
         if created_at is None:
             created_at = self._create(name, now)
         with self._lock:
@@ -253,17 +248,26 @@ class SqlSessions:
             self._open[name] = (created_at, store)
             return store
 
+    def _touch(self, conn: Connection, name: str, now: datetime) -> datetime | None:
+        """Count a request of a live session; its creation time, or None if it is not live."""
+        created_at: datetime | None = conn.execute(
+            mock_sessions.update()
+            .where(
+                mock_sessions.c.name == name,
+                # An expired session nothing swept yet is not live: its next use starts anew.
+                mock_sessions.c.last_used_at > now - self.policy.ttl,
+            )
+            .values(last_used_at=now, request_count=mock_sessions.c.request_count + 1)
+            .returning(mock_sessions.c.created_at)
+        ).scalar()
+        return created_at
+
     def _create(self, name: str, now: datetime) -> datetime:
         with self._control() as conn:
             self._lock_catalog(conn)
-            existing = conn.execute(
-                mock_sessions.update()
-                .where(mock_sessions.c.name == name)
-                .values(last_used_at=now, request_count=mock_sessions.c.request_count + 1)
-                .returning(mock_sessions.c.created_at)
-            ).scalar()
+            existing = self._touch(conn, name, now)
             if existing is not None:  # another process created it meanwhile
-                return existing  # type: ignore[no-any-return]
+                return existing
             self._expire(conn, now)
             live = conn.execute(sa.select(sa.func.count()).select_from(mock_sessions)).scalar_one()
             if live >= self.policy.max_sessions:
