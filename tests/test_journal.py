@@ -224,3 +224,15 @@ def test_journal_size_zero_turns_the_journal_off(make_app: Callable[..., FlaskAp
         client.get("/organization/org-acme/key", headers=bearer(OWNER))
 
         assert journal(client) == []
+
+
+def test_a_body_nested_too_deep_to_parse_is_journalled_without_it(local: TestClient) -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    response = local.post(
+        "/repo/repo-acme-main/ai/apikey",
+        headers=bearer(OWNER) | {"Content-Type": "application/json"},
+        content=deep,
+    )
+
+    assert response.status_code == 400
+    assert [(e["status"], e["body"]) for e in journal(local)] == [(400, None)]

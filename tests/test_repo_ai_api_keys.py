@@ -87,7 +87,8 @@ def test_the_sqlite_file_holds_the_hash_and_never_the_secret(tmp_path: Path) -> 
     store.close()
 
     assert all("secret" not in key for key in listed_keys)
-    raw = b"".join(path.read_bytes() for path in tmp_path.glob("secrets.sqlite3*"))
+    # The database, its WAL and the sessions' files beside it (control file, template).
+    raw = b"".join(path.read_bytes() for path in tmp_path.rglob("*") if path.is_file())
     assert body["secret"].encode() not in raw
     with sqlite3.connect(database) as connection:
         rows = connection.execute("SELECT * FROM repo_ai_api_keys").fetchall()

@@ -88,7 +88,8 @@ def _journal_body(chunks: list[bytes], content_type: str) -> Any:
         return None
     try:
         return redact(json.loads(raw))
-    except ValueError:
+    except (ValueError, RecursionError):
+        # Not JSON, or nested beyond what the parser takes (the request was refused for it).
         return None
 
 
