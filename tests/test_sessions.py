@@ -295,7 +295,9 @@ def test_swagger_ui_and_the_contract_are_served_under_the_prefix(local: TestClie
     assert page.status_code == 200
     assert "/__session/w1/openapi.json" in page.text
     assert served.status_code == 200
-    assert served.json()["servers"][0]["url"].startswith("/__session/w1")
+    # "Try it out" calls the session, not the default state.
+    assert served.json()["servers"][0]["url"] == "http://testserver/__session/w1"
+    assert "url: http://testserver/__session/w1\n" in local.get("/__session/w1/openapi.yaml").text
 
 
 def test_errors_under_the_prefix_keep_the_envelope(local: TestClient) -> None:

@@ -134,11 +134,12 @@ class SessionMiddleware:
             scope = dict(
                 scope, path="/" + rest, raw_path=raw_path[len(prefix) :] if raw_path else None
             )
-            if scope["path"].startswith(SWAGGER_UI):
-                # Swagger UI and the served contract build their URLs (and "Try it out" its
-                # server) from connexion's route root path. Not set for the APIs: their
-                # routing takes it as part of the base path.
-                scope["route_root_path"] = scope.get("root_path", "") + prefix
+            if scope["path"] == "/" or scope["path"].startswith(SWAGGER_UI):
+                # Swagger UI, the served contract and the index build their URLs (and "Try it
+                # out" its server) from the root path. Not set for the APIs: their routing
+                # would take it as part of their base path.
+                root_path = scope.get("root_path", "") + prefix
+                scope["root_path"] = scope["route_root_path"] = root_path
         else:
             for header, value in scope["headers"]:
                 if header == b"x-mock-session":
@@ -169,7 +170,7 @@ class SessionMiddleware:
         scope.setdefault("extensions", {})
         token = _active.set(ActiveSession(name, store))
         try:
-            if not self.journal or scope["path"].startswith(UNJOURNALLED):
+            if not self.journal or scope["path"] == "/" or scope["path"].startswith(UNJOURNALLED):
                 await self.app(scope, receive, send)
             else:
                 await self._journalled(name, scope, receive, send)
