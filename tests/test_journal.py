@@ -11,11 +11,10 @@ import pytest
 from connexion import FlaskApp
 from starlette.testclient import TestClient
 
-from flashback_contract import Settings, create_app
 from tests.conftest import ADMIN, OWNER, bearer
-from tests.stores import open_adapter
+from tests.stores import ADAPTERS
 from tests.test_nodes import register_body
-from tests.test_sessions import local_client
+from tests.test_sessions import local_client, store_client
 
 VOLATILE = ("id", "time", "durationMs")
 
@@ -203,17 +202,15 @@ def test_clearing_the_journal_of_one_session_keeps_the_others(local: TestClient)
     assert journal(local) == []
 
 
-@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+@pytest.mark.parametrize("kind", ADAPTERS)
 def test_the_journal_keeps_the_last_requests_of_each_session(kind: str, tmp_path: Path) -> None:
-    with open_adapter(kind, tmp_path) as store:
-        app = create_app(Settings(store_url=store.url, journal_size=3), store=store)
-        with local_client(app) as client:
-            for skip in range(5):
-                client.get(f"/__session/w1/organization/org-acme/key?n={skip}")
-            client.get("/organization/org-acme/key?n=default")
+    with store_client(kind, tmp_path, journal_size=3) as client:
+        for skip in range(5):
+            client.get(f"/__session/w1/organization/org-acme/key?n={skip}")
+        client.get("/organization/org-acme/key?n=default")
 
-            w1 = journal(client, session="w1", limit=100)
-            everything = journal(client, limit=100)
+        w1 = journal(client, session="w1", limit=100)
+        everything = journal(client, limit=100)
 
     assert [e["query"]["n"] for e in w1] == ["4", "3", "2"]
     assert [e["query"]["n"] for e in everything] == ["default", "4", "3", "2"]

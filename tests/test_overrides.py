@@ -9,20 +9,17 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from flashback_contract import Settings, create_app
 from tests.conftest import OWNER, bearer
-from tests.stores import open_adapter
-from tests.test_sessions import local_client
+from tests.stores import ADAPTERS
+from tests.test_sessions import store_client
 
 KEYS = "/repo/repo-acme-main/ai/apikey"
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=ADAPTERS)
 def local(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestClient]:
-    with open_adapter(request.param, tmp_path) as store:
-        app = create_app(Settings(store_url=store.url, validate_responses=True), store=store)
-        with local_client(app) as client:
-            yield client
+    with store_client(request.param, tmp_path) as client:
+        yield client
 
 
 def override(client: TestClient, prefix: str = "", **body: Any) -> Any:

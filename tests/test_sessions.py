@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -39,15 +41,27 @@ def delete_key(client: TestClient, key_id: str, prefix: str = "", **headers: str
     assert response.status_code == 200, response.text
 
 
+@contextmanager
+def store_client(kind: str, tmp_path: Path, **settings: Any) -> Iterator[TestClient]:
+    """A loopback client of an app over one store adapter; its sessions deleted afterwards
+    (on PostgreSQL they are schemas beside the test's own)."""
+    with open_adapter(kind, tmp_path) as store:
+        app = create_app(
+            Settings(store_url=store.url, validate_responses=True, **settings), store=store
+        )
+        with local_client(app) as client:
+            try:
+                yield client
+            finally:
+                for session in client.get("/__mock/sessions").json()["sessions"]:
+                    client.delete(f"/__mock/sessions/{session['name']}")
+
+
 @pytest.fixture(params=ADAPTERS)
 def any_store_client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestClient]:
-    """A loopback client of an app over each store adapter; its sessions deleted afterwards."""
-    with open_adapter(request.param, tmp_path) as store:
-        app = create_app(Settings(store_url=store.url, validate_responses=True), store=store)
-        with local_client(app) as client:
-            yield client
-            for session in client.get("/__mock/sessions").json()["sessions"]:
-                client.delete(f"/__mock/sessions/{session['name']}")
+    """A loopback client of an app over each store adapter."""
+    with store_client(request.param, tmp_path) as client:
+        yield client
 
 
 @pytest.fixture
