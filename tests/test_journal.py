@@ -216,6 +216,20 @@ def test_the_journal_keeps_the_last_requests_of_each_session(kind: str, tmp_path
     assert [e["query"]["n"] for e in everything] == ["default", "4", "3", "2"]
 
 
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_the_bound_holds_over_many_requests(kind: str, tmp_path: Path) -> None:
+    with store_client(kind, tmp_path, journal_size=5) as client:
+        for n in range(150):
+            client.get(f"/__session/w1/organization/org-acme/key?n={n}")
+        client.get("/organization/org-acme/key?n=default")
+
+        w1 = journal(client, session="w1", limit=1000)
+        everything = journal(client, limit=1000)
+
+    assert [e["query"]["n"] for e in w1] == ["149", "148", "147", "146", "145"]
+    assert len(everything) == 6
+
+
 def test_journal_size_zero_turns_the_journal_off(make_app: Callable[..., FlaskApp]) -> None:
     with local_client(make_app(journal_size=0)) as client:
         client.get("/organization/org-acme/key", headers=bearer(OWNER))

@@ -330,6 +330,7 @@ def test_two_server_processes_on_one_sqlite_file_share_their_sessions(tmp_path: 
     store = f"sqlite:///{tmp_path / 'shared.sqlite3'}"
     first, first_url = start_serve("--store", store, cwd=tmp_path)
     second, second_url = start_serve("--store", store, cwd=tmp_path)
+    owner = bearer(OWNER)
     try:
         with httpx.Client(base_url=first_url) as a, httpx.Client(base_url=second_url) as b:
             a.delete("/__session/w1/organization/org-acme/key/orgkey-acme-1", headers=bearer(OWNER))
@@ -343,6 +344,13 @@ def test_two_server_processes_on_one_sqlite_file_share_their_sessions(tmp_path: 
             w1_after_reset = a.get("/__session/w1/organization/org-acme/key", headers=bearer(OWNER))
             sessions = a.get("/__mock/sessions").json()["sessions"]
             journal_of_w2 = a.get("/__mock/requests", params={"session": "w2"}).json()
+            a.post(
+                "/__session/w2/__mock/overrides",
+                json={"operationId": "getOrgKeys", "status": 500, "times": 1},
+            )
+            scripted_through_b = b.get("/__session/w2/organization/org-acme/key", headers=owner)
+            real_through_a = a.get("/__session/w2/organization/org-acme/key", headers=owner)
+            spent_through_b = b.get("/__session/w2/__mock/overrides").json()
     finally:
         for process in (first, second):
             process.terminate()
@@ -360,6 +368,8 @@ def test_two_server_processes_on_one_sqlite_file_share_their_sessions(tmp_path: 
         ("GET", "getOrgKeys"),
         ("DELETE", "deleteOrgKey"),
     ]
+    assert (scripted_through_b.status_code, real_through_a.status_code) == (500, 200)
+    assert spent_through_b == {"overrides": []}
 
 
 def test_a_sessions_control_api_sends_no_cors_headers_by_default(local: TestClient) -> None:

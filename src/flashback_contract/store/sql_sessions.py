@@ -11,10 +11,12 @@ import hashlib
 import json
 import os
 import shutil
+import sqlite3
 import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,6 +39,8 @@ from flashback_contract.store.sql import SqlStore, UtcDateTime, create_engine
 
 # The default state's journal and overrides carry this session name.
 DEFAULT = ""
+# The journal drops entries beyond its bound once every this many requests.
+TRIM_EVERY = 64
 
 control_metadata = sa.MetaData()
 mock_sessions = sa.Table(
@@ -68,6 +72,22 @@ mock_overrides = sa.Table(
     sa.Column("remaining", sa.Integer),
     sa.Column("override", sa.Text, nullable=False),
     sa.Index("mock_overrides_by_operation", "session", "operation_id"),
+)
+
+
+# Statements of every request, built once (building one costs more than running it).
+_INSERT_ENTRY = mock_requests.insert()
+_TOUCH_SESSION = (
+    mock_sessions.update()
+    .where(
+        mock_sessions.c.name == sa.bindparam("session_name"),
+        mock_sessions.c.last_used_at > sa.bindparam("idle_since", type_=UtcDateTime),
+    )
+    .values(
+        last_used_at=sa.bindparam("now", type_=UtcDateTime),
+        request_count=mock_sessions.c.request_count + 1,
+    )
+    .returning(mock_sessions.c.created_at)
 )
 
 
@@ -180,24 +200,70 @@ class _PostgresSchemas:
         """The schemas stay: the sessions outlive this process."""
 
 
-def _control_engine(store_url: str) -> tuple[Engine, Path | None]:
-    """The engine of the control tables, and the SQLite sessions directory (None otherwise)."""
-    parsed = sa.make_url(store_url)
-    if parsed.get_backend_name() != "sqlite":
-        return create_engine(store_url), None
-    database = parsed.database or ""
-    if database in ("", ":memory:"):
-        return create_engine("sqlite:///:memory:"), None
-    directory = Path(f"{database}.sessions")
-    directory.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(f"sqlite:///{directory / 'control.sqlite3'}")
+@dataclass(frozen=True)
+class _ControlEngines:
+    """Where the catalog, the journal and the overrides live: one database, or on SQLite a
+    file each, so that the hot path's writes (journal) never invalidate what it reads
+    (overrides, cached until another connection commits to their file)."""
+
+    catalog: Engine
+    journal: Engine
+    overrides: Engine
+    # The SQLite file of the overrides, watched for commits by other connections.
+    overrides_file: Path | None
+    # The directory of the SQLite session files.
+    directory: Path | None
+
+    def all(self) -> set[Engine]:
+        return {self.catalog, self.journal, self.overrides}
+
+
+def _fast_sqlite(path: Path) -> Engine:
+    engine = create_engine(f"sqlite:///{path}")
 
     @sa.event.listens_for(engine, "connect")
-    def _journal_speed(dbapi_connection: Any, _record: Any) -> None:
-        # A test journal need not survive a power cut; every request writes to it.
+    def _no_fsync(dbapi_connection: Any, _record: Any) -> None:
+        # Test bookkeeping need not survive a power cut; every request writes some of it.
         dbapi_connection.execute("PRAGMA synchronous=OFF")
 
-    return engine, directory
+    return engine
+
+
+def _control_engines(store_url: str) -> _ControlEngines:
+    parsed = sa.make_url(store_url)
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+        url = store_url if parsed.get_backend_name() != "sqlite" else "sqlite:///:memory:"
+        engine = create_engine(url)
+        return _ControlEngines(engine, engine, engine, None, None)
+    directory = Path(f"{database}.sessions")
+    directory.mkdir(parents=True, exist_ok=True)
+    return _ControlEngines(
+        catalog=_fast_sqlite(directory / "sessions.sqlite3"),
+        journal=_fast_sqlite(directory / "journal.sqlite3"),
+        overrides=_fast_sqlite(directory / "overrides.sqlite3"),
+        overrides_file=directory / "overrides.sqlite3",
+        directory=directory,
+    )
+
+
+class _ChangeWatch:
+    """Tells whether any connection but its own committed to a SQLite file since last asked."""
+
+    def __init__(self, path: Path) -> None:
+        self._connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        # Held by the caller around changed() and what it reads after.
+        self.lock = threading.Lock()
+        self._seen: int | None = None
+
+    def changed(self) -> bool:
+        (version,) = self._connection.execute("PRAGMA data_version").fetchone()
+        changed: bool = version != self._seen
+        self._seen = int(version)
+        return changed
+
+    def close(self) -> None:
+        self._connection.close()
 
 
 class SqlSessions:
@@ -206,23 +272,33 @@ class SqlSessions:
     def __init__(self, default: Store, store_url: str, seed: Seeder, policy: SessionPolicy) -> None:
         self.policy = policy
         self._default = default
-        self._engine, directory = _control_engine(store_url)
-        control_metadata.create_all(self._engine)
+        self._engines = _control_engines(store_url)
+        self._engine = self._engines.catalog
+        for engine in self._engines.all():
+            control_metadata.create_all(engine)
         self._postgres = self._engine.dialect.name == "postgresql"
         self._data: _SessionData
-        if directory is not None:
-            self._data = _SqliteFiles(directory, seed)
+        if self._engines.directory is not None:
+            self._data = _SqliteFiles(self._engines.directory, seed)
         elif self._postgres:
             self._data = _PostgresSchemas(store_url, self._engine, seed)
         else:
             self._data = _SqliteInMemory(seed)
+        # SQLite: which (session, operationId) pairs have overrides, re-read only after a commit
+        # to the overrides file; most requests then cost no query at all.
+        self._watch = (
+            None
+            if self._engines.overrides_file is None
+            else _ChangeWatch(self._engines.overrides_file)
+        )
+        self._overridden: frozenset[tuple[str, str]] = frozenset()
         # name -> (created_at of the session the store belongs to, store)
         self._open: dict[str, tuple[datetime, Store]] = {}
         self._lock = threading.Lock()
 
     @contextmanager
-    def _control(self) -> Iterator[Connection]:
-        with self._engine.begin() as conn:
+    def _control(self, engine: Engine | None = None) -> Iterator[Connection]:
+        with (engine or self._engine).begin() as conn:
             yield conn
 
     def _lock_catalog(self, conn: Connection) -> None:
@@ -250,15 +326,9 @@ class SqlSessions:
 
     def _touch(self, conn: Connection, name: str, now: datetime) -> datetime | None:
         """Count a request of a live session; its creation time, or None if it is not live."""
+        # An expired session nothing swept yet is not live: its next use starts anew.
         created_at: datetime | None = conn.execute(
-            mock_sessions.update()
-            .where(
-                mock_sessions.c.name == name,
-                # An expired session nothing swept yet is not live: its next use starts anew.
-                mock_sessions.c.last_used_at > now - self.policy.ttl,
-            )
-            .values(last_used_at=now, request_count=mock_sessions.c.request_count + 1)
-            .returning(mock_sessions.c.created_at)
+            _TOUCH_SESSION, {"session_name": name, "now": now, "idle_since": now - self.policy.ttl}
         ).scalar()
         return created_at
 
@@ -278,7 +348,7 @@ class SqlSessions:
                     name=name, created_at=now, last_used_at=now, request_count=1
                 )
             )
-            self._forget_rows(conn, name)
+            self._forget_rows(name)
         return now
 
     def _expire(self, conn: Connection, now: datetime) -> None:
@@ -292,17 +362,18 @@ class SqlSessions:
 
     def _remove(self, conn: Connection, name: str) -> None:
         conn.execute(mock_sessions.delete().where(mock_sessions.c.name == name))
-        self._forget_rows(conn, name)
+        self._forget_rows(name)
         with self._lock:
             cached = self._open.pop(name, None)
         if cached is not None:
             cached[1].close()
         self._data.remove(name)
 
-    @staticmethod
-    def _forget_rows(conn: Connection, name: str) -> None:
-        conn.execute(mock_requests.delete().where(mock_requests.c.session == name))
-        conn.execute(mock_overrides.delete().where(mock_overrides.c.session == name))
+    def _forget_rows(self, name: str) -> None:
+        with self._control(self._engines.journal) as conn:
+            conn.execute(mock_requests.delete().where(mock_requests.c.session == name))
+        with self._control(self._engines.overrides) as conn:
+            conn.execute(mock_overrides.delete().where(mock_overrides.c.session == name))
 
     def sessions(self, now: datetime) -> list[SessionInfo]:
         with self._control() as conn:
@@ -331,26 +402,28 @@ class SqlSessions:
             return
         session = _key(entry["session"])
         t = mock_requests
-        with self._control() as conn:
-            conn.execute(
-                t.insert().values(
-                    session=session,
-                    operation_id=entry["operationId"],
-                    method=entry["method"],
-                    status=entry["status"],
-                    entry=json.dumps(entry),
+        with self._control(self._engines.journal) as conn:
+            entry_id = conn.execute(
+                _INSERT_ENTRY,
+                {
+                    "session": session,
+                    "operation_id": entry["operationId"],
+                    "method": entry["method"],
+                    "status": entry["status"],
+                    "entry": json.dumps(entry),
+                },
+            ).inserted_primary_key
+            if entry_id is not None and entry_id[0] % TRIM_EVERY == 0:
+                # Storage stays within the bound plus TRIM_EVERY a session; reads are exact.
+                oldest_kept = (
+                    sa.select(t.c.id)
+                    .where(t.c.session == session)
+                    .order_by(t.c.id.desc())
+                    .offset(size - 1)
+                    .limit(1)
+                    .scalar_subquery()
                 )
-            )
-            # The oldest entry beyond the bound, found through the (session, id) index.
-            oldest_kept = (
-                sa.select(t.c.id)
-                .where(t.c.session == session)
-                .order_by(t.c.id.desc())
-                .offset(size - 1)
-                .limit(1)
-                .scalar_subquery()
-            )
-            conn.execute(t.delete().where(t.c.session == session, t.c.id < oldest_kept))
+                conn.execute(t.delete().where(t.c.session == session, t.c.id < oldest_kept))
 
     def requests(self, query: JournalQuery) -> list[JournalEntry]:
         t = mock_requests
@@ -363,17 +436,24 @@ class SqlSessions:
             conditions.append(t.c.method == query.method)
         if query.status is not None:
             conditions.append(t.c.status == query.status)
-        with self._control() as conn:
+        # The last journal_size of each session, whatever trimming has not removed yet.
+        rank = (
+            sa.func.row_number()
+            .over(partition_by=t.c.session, order_by=t.c.id.desc())
+            .label("rank")
+        )
+        kept = sa.select(t.c.id, t.c.entry, rank).where(*conditions).subquery()
+        with self._control(self._engines.journal) as conn:
             rows = conn.execute(
-                sa.select(t.c.id, t.c.entry)
-                .where(*conditions)
-                .order_by(t.c.id.desc())
+                sa.select(kept.c.id, kept.c.entry)
+                .where(kept.c.rank <= self.policy.journal_size)
+                .order_by(kept.c.id.desc())
                 .limit(query.limit)
             ).all()
         return [{**json.loads(row.entry), "id": row.id} for row in rows]
 
     def clear_requests(self, session: str | None, all_sessions: bool) -> None:
-        with self._control() as conn:
+        with self._control(self._engines.journal) as conn:
             delete = mock_requests.delete()
             if not all_sessions:
                 delete = delete.where(mock_requests.c.session == _key(session))
@@ -381,7 +461,7 @@ class SqlSessions:
 
     # -- overrides -----------------------------------------------------------------
     def add_override(self, session: str | None, override: Override) -> Override:
-        with self._control() as conn:
+        with self._control(self._engines.overrides) as conn:
             override_id = conn.execute(
                 mock_overrides.insert()
                 .values(
@@ -395,7 +475,7 @@ class SqlSessions:
         return {**override, "id": override_id}
 
     def overrides(self, session: str | None) -> list[Override]:
-        with self._control() as conn:
+        with self._control(self._engines.overrides) as conn:
             rows = conn.execute(
                 mock_overrides.select()
                 .where(mock_overrides.c.session == _key(session))
@@ -408,14 +488,27 @@ class SqlSessions:
         return {**json.loads(row.override), "id": row.id, "remaining": row.remaining}
 
     def clear_overrides(self, session: str | None) -> None:
-        with self._control() as conn:
+        with self._control(self._engines.overrides) as conn:
             conn.execute(mock_overrides.delete().where(mock_overrides.c.session == _key(session)))
+
+    def _overridden_now(self) -> frozenset[tuple[str, str]]:
+        """The (session, operationId) pairs with overrides, read again after any commit."""
+        assert self._watch is not None
+        with self._watch.lock:
+            if self._watch.changed():
+                with self._control(self._engines.overrides) as conn:
+                    t = mock_overrides
+                    pairs = conn.execute(sa.select(t.c.session, t.c.operation_id)).all()
+                self._overridden = frozenset((row.session, row.operation_id) for row in pairs)
+            return self._overridden
 
     def take_override(
         self, session: str | None, operation_id: str, params: dict[str, str]
     ) -> Override | None:
         t = mock_overrides
-        with self._control() as conn:
+        if self._watch is not None and (_key(session), operation_id) not in self._overridden_now():
+            return None
+        with self._control(self._engines.overrides) as conn:
             query = (
                 t.select()
                 .where(t.c.session == _key(session), t.c.operation_id == operation_id)
@@ -444,4 +537,7 @@ class SqlSessions:
                 store.close()
             self._open.clear()
         self._data.close()
-        self._engine.dispose()
+        if self._watch is not None:
+            self._watch.close()
+        for engine in self._engines.all():
+            engine.dispose()
