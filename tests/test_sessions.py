@@ -383,3 +383,40 @@ def test_a_sessions_control_api_sends_no_cors_headers_by_default(local: TestClie
     assert "access-control-allow-origin" not in exported.headers
     assert "access-control-allow-origin" not in preflight.headers
     assert contract.headers["access-control-allow-origin"] == "*"
+
+
+@pytest.mark.slow
+def test_with_two_workers_on_sqlite_a_session_is_the_same_through_either(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'workers.sqlite3'}"
+    process, base_url = start_serve("--store", store, "--workers", "2", cwd=tmp_path)
+    owner = bearer(OWNER)
+    try:
+        # A new connection per request: the kernel spreads them over both workers.
+        httpx.delete(
+            f"{base_url}/__session/w1/organization/org-acme/key/orgkey-acme-1", headers=owner
+        )
+        httpx.post(
+            f"{base_url}/__session/w1/__mock/overrides",
+            json={"operationId": "getOrgKeys", "status": 500, "times": 1},
+        )
+        statuses = []
+        listings = []
+        for _ in range(12):
+            response = httpx.get(
+                f"{base_url}/__session/w1/organization/org-acme/key", headers=owner
+            )
+            statuses.append(response.status_code)
+            if response.status_code == 200:
+                listings.append([k["id"] for k in response.json()["data"]])
+        default = httpx.get(f"{base_url}/organization/org-acme/key", headers=owner)
+        journal = httpx.get(f"{base_url}/__mock/requests", params={"session": "w1"}).json()
+        sessions = httpx.get(f"{base_url}/__mock/sessions").json()["sessions"]
+    finally:
+        process.terminate()
+        process.communicate(timeout=60)
+
+    assert statuses == [500] + [200] * 11
+    assert listings == [["orgkey-acme-3", "orgkey-acme-2"]] * 11
+    assert [k["id"] for k in default.json()["data"]] == SEEDED_KEYS
+    assert len(journal["requests"]) == 13
+    assert [(s["name"], s["requestCount"]) for s in sessions] == [("w1", 14)]
