@@ -68,7 +68,19 @@ def test_sqlite_files_and_server_output_hold_no_secret(tmp_path: Path) -> None:
     with serving("--store", store, "--log-level", "debug", cwd=tmp_path) as served:
         secrets = hand_out_secrets(served, token)
         # Read while the server runs: committed data may still be in the write-ahead log.
-        files = {p.name: p.read_bytes() for p in tmp_path.glob("at-rest.sqlite3*")}
+        # The database, its WAL, and the sessions' files beside it (list, journal, overrides).
+        files = {
+            str(p.relative_to(tmp_path)): p.read_bytes()
+            for p in tmp_path.rglob("at-rest.sqlite3*")
+            if p.is_file()
+        }
+        files.update(
+            {
+                str(p.relative_to(tmp_path)): p.read_bytes()
+                for p in tmp_path.glob("at-rest.sqlite3.sessions/*")
+                if p.is_file()
+            }
+        )
     assert "at-rest.sqlite3-wal" in files or "at-rest.sqlite3" in files
     for name, content in files.items():
         assert_absent(secrets, name, content)
