@@ -292,7 +292,7 @@ def test_a_body_within_every_limit_is_still_served(client: TestClient) -> None:
 
     response = client.post(AI_KEYS, json=body, headers=bearer(OWNER))
 
-    assert response.status_code == 200
+    assert response.status_code == 201
 
 
 def test_a_yaml_import_with_aliases_is_400_before_it_expands(store: Store) -> None:

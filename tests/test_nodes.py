@@ -13,6 +13,7 @@ from connexion import FlaskApp
 from starlette.testclient import TestClient
 
 from flashback_contract import cli, signing
+from flashback_contract.contract import load_spec
 from flashback_contract.domain import EventContext, EventType, iso, utcnow
 from flashback_contract.store import Store
 from tests.conftest import OWNER, bearer
@@ -117,7 +118,7 @@ def test_the_signature_covers_every_field(
 
     response = client.post("/register", json={**body, "region": "somewhere-else"})
 
-    assert_refused(response, 401, "INVALID_SIGNATURE")
+    assert_refused(response, 400, "INVALID_SIGNATURE")
 
 
 def test_a_signature_by_a_key_the_server_does_not_hold_is_refused(
@@ -130,7 +131,7 @@ def test_a_signature_by_a_key_the_server_does_not_hold_is_refused(
 
     response = client.post("/register", json=register_body(capsys, key=stranger))
 
-    assert_refused(response, 401, "INVALID_SIGNATURE")
+    assert_refused(response, 400, "INVALID_SIGNATURE")
     with store.transaction() as uow:
         assert uow.node("198.51.100.7") is None
         assert uow.events() == []
@@ -141,7 +142,7 @@ def test_a_signature_of_another_organizations_key_is_refused_for_this_one(
 ) -> None:
     body = node_sign(capsys, "--key", str(DEMO_KEY), "--ip", "198.51.100.9", "--org", "org-globex")
 
-    assert_refused(client.post("/register", json=body), 401, "INVALID_SIGNATURE")
+    assert_refused(client.post("/register", json=body), 400, "INVALID_SIGNATURE")
 
 
 def test_an_accepted_signature_cannot_be_replayed(
@@ -150,7 +151,7 @@ def test_an_accepted_signature_cannot_be_replayed(
     body = register_body(capsys)
     assert client.post("/register", json=body).status_code == 200
 
-    assert_refused(client.post("/register", json=body), 401, "REPLAYED_SIGNATURE")
+    assert_refused(client.post("/register", json=body), 400, "REPLAYED_SIGNATURE")
 
 
 @pytest.mark.parametrize("skew", [timedelta(minutes=-6), timedelta(minutes=6)])
@@ -159,7 +160,7 @@ def test_a_timestamp_outside_the_window_is_refused(
 ) -> None:
     body = register_body(capsys, timestamp=iso(utcnow() + skew))
 
-    assert_refused(client.post("/register", json=body), 401, "STALE_TIMESTAMP")
+    assert_refused(client.post("/register", json=body), 400, "STALE_TIMESTAMP")
 
 
 def test_the_window_is_a_setting(
@@ -176,7 +177,7 @@ def test_an_unknown_organization_is_refused(
 ) -> None:
     body = node_sign(capsys, "--key", str(DEMO_KEY), "--ip", "198.51.100.7", "--org", "org-nope")
 
-    assert_refused(client.post("/register", json=body), 401, "UNKNOWN_ORGANIZATION")
+    assert_refused(client.post("/register", json=body), 400, "UNKNOWN_ORGANIZATION")
 
 
 def test_an_organization_without_keys_is_refused(
@@ -184,7 +185,7 @@ def test_an_organization_without_keys_is_refused(
 ) -> None:
     client.delete("/organization/org-acme/key", headers=bearer(OWNER))
 
-    assert_refused(client.post("/register", json=register_body(capsys)), 401, "NO_ORGANIZATION_KEY")
+    assert_refused(client.post("/register", json=register_body(capsys)), 400, "NO_ORGANIZATION_KEY")
 
 
 @pytest.mark.parametrize(
@@ -211,7 +212,7 @@ def test_malformed_register_bodies_are_refused_cleanly(
 
     response = client.post("/register", json=body)
 
-    assert_refused(response, 401 if code else 400, code)
+    assert_refused(response, 400, code)
     with store.transaction() as uow:
         assert uow.node("198.51.100.7") is None
 
@@ -278,7 +279,7 @@ def test_unregister_needs_a_valid_signature_too(
     body = node_sign(capsys, "--key", str(DEMO_KEY), "--ip", "192.0.2.10", "--unregister")
 
     assert_refused(
-        client.post("/unregister", json={**body, "ip": "192.0.2.11"}), 401, "INVALID_SIGNATURE"
+        client.post("/unregister", json={**body, "ip": "192.0.2.11"}), 400, "INVALID_SIGNATURE"
     )
     assert node_keys(client)["orgkey-acme-1"] == ["192.0.2.10", "192.0.2.11"]
 
@@ -304,7 +305,7 @@ def test_the_whole_story_generate_sign_register_delete_all_reregister_unregister
     # The old key is gone: the node is refused until it has a new one.
     assert_refused(
         client.post("/register", json=register_body(capsys, key=key_file)),
-        401,
+        400,
         "NO_ORGANIZATION_KEY",
     )
     client.post("/organization/org-globex/key", headers=bearer("demo-globex-owner"))
@@ -312,7 +313,7 @@ def test_the_whole_story_generate_sign_register_delete_all_reregister_unregister
         client.post(
             "/register", json=node_sign(capsys, "--key", str(key_file), "--ip", "198.51.100.7")
         ),
-        401,
+        400,
         "INVALID_SIGNATURE",
     )
 
@@ -343,7 +344,7 @@ def test_deleting_one_key_refuses_its_nodes_afterwards(
 ) -> None:
     client.delete("/organization/org-acme/key/orgkey-acme-1", headers=bearer(OWNER))
 
-    assert_refused(client.post("/register", json=register_body(capsys)), 401, "INVALID_SIGNATURE")
+    assert_refused(client.post("/register", json=register_body(capsys)), 400, "INVALID_SIGNATURE")
 
 
 def test_canonical_bytes_are_sorted_compact_utf8_without_the_signature() -> None:
@@ -362,3 +363,125 @@ def test_node_sign_reports_an_unusable_key_file(
 
     assert cli.main(["node-sign", "--key", str(bad), "--ip", "192.0.2.1"]) == 2
     assert "cannot sign" in capsys.readouterr().err
+
+
+# -- Contract fidelity: documented statuses and both timestamp forms -----------------
+
+
+def test_node_operations_document_400_for_refusals_and_no_401() -> None:
+    paths = load_spec()["paths"]
+
+    register = paths["/register"]["post"]["responses"]
+    unregister = paths["/unregister"]["post"]["responses"]
+
+    assert set(register) == {"200", "400", "500"}
+    assert set(unregister) == {"200", "400", "404", "500"}
+
+
+@pytest.mark.parametrize(
+    ("case", "code"),
+    [
+        ("foreign signature", "INVALID_SIGNATURE"),
+        ("stale timestamp", "STALE_TIMESTAMP"),
+        ("replay", "REPLAYED_SIGNATURE"),
+        ("unknown organization", "UNKNOWN_ORGANIZATION"),
+        ("no key to verify", "NO_ORGANIZATION_KEY"),
+    ],
+)
+def test_every_signature_refusal_is_a_400_with_its_error_code(
+    client: TestClient, store: Store, capsys: pytest.CaptureFixture[str], case: str, code: str
+) -> None:
+    body = register_body(capsys)
+    if case == "foreign signature":
+        body = node_sign(
+            capsys, "--key", str(DEMO_KEY), "--ip", "198.51.100.9", "--org", "org-globex"
+        )
+    elif case == "stale timestamp":
+        body = register_body(capsys, timestamp=str(int(utcnow().timestamp()) - 3600))
+    elif case == "replay":
+        assert client.post("/register", json=body).status_code == 200
+    elif case == "unknown organization":
+        body = node_sign(capsys, "--key", str(DEMO_KEY), "--ip", "198.51.100.7", "--org", "org-x")
+    else:
+        client.delete("/organization/org-acme/key", headers=bearer(OWNER))
+    with store.transaction() as uow:
+        before = uow.everything()
+
+    response = client.post("/register", json=body)
+
+    assert_refused(response, 400, code)
+    with store.transaction() as uow:
+        assert uow.everything() == before
+
+
+def test_node_sign_sends_digits_as_epoch_seconds(capsys: pytest.CaptureFixture[str]) -> None:
+    body = register_body(capsys, timestamp="1795521600")
+
+    assert body["timestamp"] == 1795521600
+    assert b'"timestamp":1795521600' in signing.canonical_bytes(body)
+    assert register_body(capsys, timestamp="2026-11-24T12:00:00Z")["timestamp"] == (
+        "2026-11-24T12:00:00Z"
+    )
+
+
+def test_node_sign_defaults_to_the_clients_status_value(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert register_body(capsys)["status"] == "ONLINE"
+
+
+def test_a_node_signing_with_epoch_seconds_registers(
+    client: TestClient, store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    body = register_body(capsys, timestamp=str(int(utcnow().timestamp())))
+    assert isinstance(body["timestamp"], int)
+
+    assert client.post("/register", json=body).status_code == 200
+    with store.transaction() as uow:
+        assert uow.node("198.51.100.7") is not None
+
+
+@pytest.mark.parametrize("form", ["rfc3339", "epoch"])
+@pytest.mark.parametrize(("minutes", "accepted"), [(-4, True), (4, True), (-6, False), (6, False)])
+def test_both_timestamp_forms_share_one_clock_skew_window(
+    client: TestClient, capsys: pytest.CaptureFixture[str], form: str, minutes: int, accepted: bool
+) -> None:
+    moment = utcnow() + timedelta(minutes=minutes)
+    stamp = iso(moment) if form == "rfc3339" else str(int(moment.timestamp()))
+
+    response = client.post("/register", json=register_body(capsys, timestamp=stamp))
+
+    if accepted:
+        assert response.status_code == 200, response.text
+    else:
+        assert_refused(response, 400, "STALE_TIMESTAMP")
+
+
+def test_the_timestamp_is_signed_in_the_form_it_is_sent(
+    client: TestClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    now = utcnow().replace(microsecond=0)
+    body = register_body(capsys, timestamp=str(int(now.timestamp())))
+
+    # The same moment in the other form is other bytes: the signature no longer verifies.
+    response = client.post(
+        "/register", json={**body, "timestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    )
+
+    assert_refused(response, 400, "INVALID_SIGNATURE")
+
+
+@pytest.mark.parametrize(
+    "timestamp", [True, 1795521600.5, -1, 10**13, {"seconds": 1}, ["2026-11-24T12:00:00Z"], None]
+)
+def test_a_timestamp_of_another_type_is_a_400_envelope_and_writes_nothing(
+    client: TestClient, store: Store, capsys: pytest.CaptureFixture[str], timestamp: object
+) -> None:
+    body = {**register_body(capsys), "timestamp": timestamp}
+
+    response = client.post("/register", json=body)
+
+    assert_refused(response, 400, None)
+    assert set(response.json()) == {"success", "message"}  # refused by the contract itself
+    with store.transaction() as uow:
+        assert uow.node("198.51.100.7") is None

@@ -14,6 +14,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from flashback_contract import Settings, create_app
+from flashback_contract.contract import load_spec
 from flashback_contract.domain import EventContext, EventType
 from flashback_contract.store import Store, open_store
 from tests.conftest import ADMIN, GLOBEX_OWNER, MEMBER, OWNER, bearer
@@ -35,7 +36,7 @@ def listed(client: TestClient, token: str = OWNER, path: str = REPO) -> list[dic
 
 def create(client: TestClient, name: str = "CI key", ai_type: str = "GOOGLE") -> dict[str, Any]:
     response = client.post(REPO, headers=bearer(MEMBER), json={"name": name, "aiType": ai_type})
-    assert response.status_code == 200
+    assert response.status_code == 201
     body: dict[str, Any] = response.json()
     return body
 
@@ -57,6 +58,16 @@ def test_create_returns_id_key_and_secret_once(client: TestClient) -> None:
     assert newest["aiType"] == "GOOGLE"
     assert newest["deletedAt"] is None
     assert "secret" not in newest
+
+
+def test_create_answers_201_as_documented(client: TestClient) -> None:
+    responses = load_spec()["paths"]["/repo/{repoId}/ai/apikey"]["post"]["responses"]
+
+    response = client.post(REPO, headers=bearer(OWNER), json={"name": "n", "aiType": "AWS"})
+
+    assert response.status_code == 201
+    assert "201" in responses and "200" not in responses
+    assert set(response.json()) == {"success", "id", "key", "secret", "message"}
 
 
 def test_created_keys_and_secrets_are_unique(client: TestClient) -> None:

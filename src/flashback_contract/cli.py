@@ -210,10 +210,11 @@ def _node_sign(args: argparse.Namespace) -> int:
     from flashback_contract.domain import iso, utcnow
     from flashback_contract.signing import signed
 
-    body: dict[str, object] = {
-        "ip": args.ip,
-        "timestamp": args.timestamp or iso(utcnow()),
-    }
+    timestamp: str | int = args.timestamp or iso(utcnow())
+    # Digits are epoch seconds, sent (and signed) as a JSON integer; anything else is RFC 3339.
+    if isinstance(timestamp, str) and timestamp.isascii() and timestamp.isdigit():
+        timestamp = int(timestamp)
+    body: dict[str, object] = {"ip": args.ip, "timestamp": timestamp}
     if not args.unregister:
         body.update(
             provider=args.provider, region=args.region, version=args.version, status=args.status
@@ -488,11 +489,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     node_sign.add_argument(
         "--status",
-        default="online",
-        help="the node's status as it reports it, free text (default online)",
+        default="ONLINE",
+        help="the node's status as it reports it, free text; the TypeScript client sends"
+        " ONLINE, OFFLINE or DISCONNECTED (default ONLINE)",
     )
     node_sign.add_argument("--services", type=int, help="nodeServices bit field")
-    node_sign.add_argument("--timestamp", help="RFC 3339 date-time (default: now)")
+    node_sign.add_argument(
+        "--timestamp",
+        help="RFC 3339 date-time, or digits for epoch seconds (default: now, RFC 3339)",
+    )
     node_sign.add_argument(
         "--unregister", action="store_true", help="sign a POST /unregister body instead"
     )

@@ -1,13 +1,18 @@
 """Node request signatures: the one definition the server and `node-sign` share.
 
-The documentation says node requests are signed with an organization private key but not
-which bytes, how, or how fresh. This project defines it:
+The documentation (pages ``post__register`` and ``post__unregister``) says node requests carry
+an RSA signature made with an organization private key and a timestamp that "must be recent to
+prevent replay attacks", but not which bytes are signed, how, or how recent. This project
+defines it:
 
 - algorithm: RSASSA-PKCS1-v1_5 with SHA-256, by an organization key's RSA private key;
-- signed bytes: the request body without ``signature``, serialised as canonical JSON (keys
-  sorted, no whitespace, ``,`` and ``:`` separators, UTF-8, non-ASCII kept as is);
+- signed bytes: the request body as sent, without ``signature``, serialised as canonical JSON
+  (keys sorted, no whitespace, ``,`` and ``:`` separators, UTF-8, non-ASCII kept as is). The
+  ``timestamp`` is signed in the form it is sent: an RFC 3339 string as that JSON string
+  (``"2026-11-24T12:00:00Z"``), epoch seconds as that JSON integer (``1795521600``);
 - encoding: standard base64 (RFC 4648, with padding);
-- freshness: ``timestamp`` within the server's window of its clock (default 300 s either way);
+- freshness: ``timestamp``, either form, within the server's window of its clock (default 300 s
+  either way);
 - replay: a signature the server has accepted once is refused ever after.
 """
 
@@ -18,6 +23,7 @@ import binascii
 import hashlib
 import json
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -31,8 +37,35 @@ class MalformedSignature(ValueError):
     """The signature is not base64."""
 
 
+class MalformedTimestamp(ValueError):
+    """The timestamp is neither an RFC 3339 date-time with an offset nor epoch seconds."""
+
+
+def signed_moment(timestamp: object) -> datetime:
+    """The moment a node request's ``timestamp`` names: RFC 3339 string or epoch seconds."""
+    # bool is an int in Python, never a timestamp in JSON.
+    if isinstance(timestamp, int) and not isinstance(timestamp, bool):
+        try:
+            return datetime.fromtimestamp(timestamp, UTC)
+        except (OverflowError, OSError, ValueError) as exc:
+            raise MalformedTimestamp("timestamp is out of range") from exc
+    if not isinstance(timestamp, str):
+        raise MalformedTimestamp("timestamp is neither an RFC 3339 date-time nor epoch seconds")
+    try:
+        moment = datetime.fromisoformat(timestamp)
+    except ValueError as exc:
+        raise MalformedTimestamp("timestamp is not an RFC 3339 date-time") from exc
+    if moment.tzinfo is None:
+        raise MalformedTimestamp("timestamp needs a time zone offset")
+    return moment
+
+
 def canonical_bytes(body: Mapping[str, Any]) -> bytes:
-    """The bytes a node signs: every field but ``signature``, as canonical JSON."""
+    """The bytes a node signs: every field but ``signature``, as sent, in canonical JSON.
+
+    Both forms of ``timestamp`` are signed as they appear in the body: a string as a JSON
+    string, epoch seconds as a JSON integer.
+    """
     unsigned = {k: v for k, v in body.items() if k != SIGNATURE_FIELD}
     return json.dumps(unsigned, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
         "utf-8"

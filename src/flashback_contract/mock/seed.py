@@ -248,7 +248,7 @@ def load_seed(uow: UnitOfWork, data: dict[str, Any]) -> None:
                         provider=Provider.S3,
                         region="us-east-1",
                         version="1.0.0",
-                        status="online",
+                        status="ONLINE",
                         updated_at=_when(key["createdAt"]),
                     )
                 )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from flashback_contract import signing
@@ -16,15 +16,13 @@ INVALID_SIGNATURE = "Signature verification failed"
 
 def _check_timestamp(body: dict[str, Any], services: Services) -> None:
     try:
-        moment = datetime.fromisoformat(str(body["timestamp"]))
-    except ValueError as exc:
-        raise ApiError(400, "timestamp is not an ISO 8601 date-time", "INVALID_TIMESTAMP") from exc
-    if moment.tzinfo is None:
-        raise ApiError(400, "timestamp needs a time zone offset", "INVALID_TIMESTAMP")
+        moment = signing.signed_moment(body["timestamp"])
+    except signing.MalformedTimestamp as exc:
+        raise ApiError(400, str(exc), "INVALID_TIMESTAMP") from exc
     window = timedelta(seconds=services.settings.node_clock_skew_seconds)
     if abs(services.clock() - moment) > window:
         raise ApiError(
-            401,
+            400,
             f"timestamp is more than {int(window.total_seconds())} seconds from the server clock",
             "STALE_TIMESTAMP",
         )
@@ -41,14 +39,14 @@ def _signing_key(uow: UnitOfWork, body: dict[str, Any]) -> OrganizationKey:
     """The stored organization key whose private half signed the body."""
     org_id = body.get("id_org")
     if org_id is not None and uow.organization(org_id) is None:
-        raise ApiError(401, f"unknown organization {org_id}", "UNKNOWN_ORGANIZATION")
+        raise ApiError(400, f"unknown organization {org_id}", "UNKNOWN_ORGANIZATION")
     candidates = uow.verification_keys(org_id)
     if not candidates:
-        raise ApiError(401, "no organization key to verify the signature", "NO_ORGANIZATION_KEY")
+        raise ApiError(400, "no organization key to verify the signature", "NO_ORGANIZATION_KEY")
     for key in candidates:
         if signing.verifies(body, key.public_key):
             return key
-    raise ApiError(401, INVALID_SIGNATURE, "INVALID_SIGNATURE")
+    raise ApiError(400, INVALID_SIGNATURE, "INVALID_SIGNATURE")
 
 
 def _accept(uow: UnitOfWork, body: dict[str, Any], services: Services) -> OrganizationKey:
@@ -58,7 +56,7 @@ def _accept(uow: UnitOfWork, body: dict[str, Any], services: Services) -> Organi
     key = _signing_key(uow, body)
     now = services.clock()
     if not uow.remember_signature(digest, now):
-        raise ApiError(401, "signature was already used", "REPLAYED_SIGNATURE")
+        raise ApiError(400, "signature was already used", "REPLAYED_SIGNATURE")
     # A signature accepted at A carries a timestamp within the window of A, so it is stale,
     # and refused as such, from A + 2 windows on: its record is no longer needed then.
     uow.forget_signatures(now - 2 * timedelta(seconds=services.settings.node_clock_skew_seconds))

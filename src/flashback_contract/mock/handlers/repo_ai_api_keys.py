@@ -68,7 +68,7 @@ def createRepoAiApiKey(
         "key": key.key,
         "secret": secret,
         "message": "AI API key created successfully",
-    }, 200
+    }, 201
 
 
 def getRepoAiApiKeys(repoId: str, token_info: dict[str, Any]) -> tuple[dict[str, Any], int]:
