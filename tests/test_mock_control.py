@@ -93,6 +93,47 @@ def test_an_invalid_import_changes_nothing(control: TestClient, state: dict[str,
     assert control.get("/__mock/state", headers=bearer(CONTROL)).json() == before
 
 
+def test_an_imported_read_by_is_read_state_per_user_and_exported_back(
+    control: TestClient,
+) -> None:
+    control.delete("/repo/repo-acme-main/ai/apikey/aikey-acme-openai", headers=bearer(OWNER))
+    control.delete("/organization/org-acme/key/orgkey-acme-2", headers=bearer(OWNER))
+    state = control.get("/__mock/state", headers=bearer(CONTROL)).json()
+    assert all(e["readBy"] == [] for e in state["systemEvents"])
+    for event in state["systemEvents"]:
+        if event["context"] == "orgkey":
+            event["readBy"] = ["user-acme-owner"]
+
+    assert control.post("/__mock/state", headers=bearer(CONTROL), json=state).status_code == 200
+
+    def flags(token: str, **body: Any) -> dict[str, bool]:
+        page = control.post("/systemevent", headers=bearer(token), json=body).json()
+        return {e["context"]: e["showUnread"] for e in page["events"]}
+
+    assert flags(OWNER) == {"orgkey": False, "aillmapikey": True}
+    assert flags(OWNER, showUnread=True) == {"aillmapikey": True}
+    assert flags("demo-acme-admin", showUnread=True) == {"orgkey": True, "aillmapikey": True}
+    exported = control.get("/__mock/state", headers=bearer(CONTROL)).json()
+    assert {e["context"]: e["readBy"] for e in exported["systemEvents"]} == {
+        "orgkey": ["user-acme-owner"],
+        "aillmapikey": [],
+    }
+
+
+def test_a_read_by_naming_an_unknown_user_is_refused(control: TestClient) -> None:
+    control.delete("/organization/org-acme/key/orgkey-acme-2", headers=bearer(OWNER))
+    before = control.get("/__mock/state", headers=bearer(CONTROL)).json()
+    state = {
+        **before,
+        "systemEvents": [{**e, "readBy": ["user-nobody"]} for e in before["systemEvents"]],
+    }
+
+    response = control.post("/__mock/state", headers=bearer(CONTROL), json=state)
+
+    assert response.status_code == 400
+    assert control.get("/__mock/state", headers=bearer(CONTROL)).json() == before
+
+
 @pytest.mark.parametrize("authorization", [None, "Bearer demo-acme-owner", "Bearer wrong"])
 def test_with_a_control_token_nothing_else_opens_the_control_api(
     control: TestClient, authorization: str | None

@@ -368,3 +368,46 @@ def test_everything_lists_all_data_for_export(populated: Store) -> None:
     assert [k.id for k in data.org_keys] == ["k0", "k1", "k2", "kb"]
     assert [k.id for k in data.ai_keys] == ["ai1"] and data.ai_keys[0].deleted_at == T0
     assert [n.ip for n in data.nodes] == ["10.0.0.5"]
+
+
+def test_reads_are_kept_per_event_and_user(populated: Store) -> None:
+    def event(hours: int) -> SystemEvent:
+        return SystemEvent(
+            EventContext.orgkey, EventType.created, "org-a", "u-a", "c", T0 + timedelta(hours=hours)
+        )
+
+    with populated.transaction() as uow:
+        first, second, third = (uow.add_event(event(h)) for h in (0, 1, 2))
+        uow.mark_event_read(first, "u-a")
+        uow.mark_event_read(first, "u-a")  # again: nothing changes
+        uow.mark_event_read(second, "u-b")
+    window = EventQuery(org_id="org-a", since=T0, until=T0 + timedelta(hours=24))
+    with populated.transaction() as uow:
+        assert uow.events_read_by("u-a", [first, second, third]) == {first}
+        assert uow.events_read_by("u-b", [first, second, third]) == {second}
+        assert uow.events_read_by("u-a", []) == set()
+        unread_a, total_a = uow.query_events(replace(window, unread_by="u-a"))
+        _, total_b = uow.query_events(replace(window, unread_by="u-b"))
+        _, total_all = uow.query_events(window)
+        assert [e.id for e in unread_a] == [third, second] and total_a == 2
+        assert (total_b, total_all) == (2, 3)
+        assert [(r.event_id, r.user_id) for r in uow.everything().event_reads] == [
+            (first, "u-a"),
+            (second, "u-b"),
+        ]
+
+
+def test_reads_roll_back_with_their_transaction_and_go_with_clear(populated: Store) -> None:
+    with populated.transaction() as uow:
+        event_id = uow.add_event(
+            SystemEvent(EventContext.orgkey, EventType.created, "org-a", "u-a", "c", T0)
+        )
+    with pytest.raises(RuntimeError), populated.transaction() as uow:
+        uow.mark_event_read(event_id, "u-a")
+        raise RuntimeError("midway")
+    with populated.transaction() as uow:
+        assert uow.events_read_by("u-a", [event_id]) == set()
+        uow.mark_event_read(event_id, "u-a")
+        uow.clear()
+    with populated.transaction() as uow:
+        assert uow.everything().event_reads == []

@@ -96,7 +96,7 @@ def test_changes_made_through_the_api_show_up_newest_first_with_names(client: Te
         "deleted",
         "org-acme",
     )
-    assert newest["workspaceId"] is None and newest["showUnread"] is False
+    assert newest["workspaceId"] is None and newest["showUnread"] is True
 
 
 def test_the_default_window_is_the_last_24_hours(client: TestClient, history: Store) -> None:
@@ -129,7 +129,8 @@ def test_from_after_to_is_an_empty_window(client: TestClient, history: Store) ->
         ({"event": 0}, 2),
         ({"userId": "user-acme-member"}, 1),
         ({"contextId": "flashbacknode-thing"}, 1),
-        ({"showUnread": True}, 0),
+        ({"showUnread": True}, 3),  # nobody has read anything
+        ({"showUnread": False}, 3),  # no read filter
         ({"workspaceId": "ws-1"}, 0),
     ],
 )
@@ -225,3 +226,67 @@ def test_the_window_and_filters_work_in_sql_too(
         assert query(client)["total"] == 1
         assert query(client, context=12, event=0, userId="user-acme-member")["total"] == 1
     store.close()
+
+
+# -- showUnread: per current user ------------------------------------------------------
+
+
+def mark_read(store: Store, user: str, *contexts: EventContext) -> None:
+    with store.transaction() as uow:
+        for e in uow.events():
+            if e.context in contexts and e.id is not None:
+                uow.mark_event_read(e.id, user)
+
+
+def test_every_event_is_unread_for_every_user_until_something_says_otherwise(
+    client: TestClient, history: Store
+) -> None:
+    for token in (OWNER, ADMIN):
+        page = query(client, token)
+        assert page["total"] == 3
+        assert all(e["showUnread"] is True for e in page["events"])
+
+
+def test_each_events_flag_is_not_read_by_the_current_user(
+    client: TestClient, history: Store
+) -> None:
+    mark_read(history, "user-acme-owner", EventContext.orgkey)
+
+    as_owner = {e["context"]: e["showUnread"] for e in query(client, OWNER)["events"]}
+    as_admin = {e["context"]: e["showUnread"] for e in query(client, ADMIN)["events"]}
+
+    assert as_owner == {"orgkey": False, "aillmapikey": True, "flashbacknode": True}
+    assert as_admin == {"orgkey": True, "aillmapikey": True, "flashbacknode": True}
+
+
+def test_show_unread_true_returns_only_what_the_current_user_has_not_read(
+    client: TestClient, history: Store
+) -> None:
+    mark_read(history, "user-acme-owner", EventContext.orgkey, EventContext.flashbacknode)
+
+    owners = query(client, OWNER, showUnread=True)
+    admins = query(client, ADMIN, showUnread=True)
+
+    assert owners["total"] == 1 and [e["context"] for e in owners["events"]] == ["aillmapikey"]
+    assert owners["events"][0]["showUnread"] is True
+    assert admins["total"] == 3  # the owner's reads are the owner's
+
+
+@pytest.mark.parametrize("body", [{}, {"showUnread": False}])
+def test_show_unread_absent_or_false_applies_no_read_filter(
+    client: TestClient, history: Store, body: dict[str, Any]
+) -> None:
+    mark_read(history, "user-acme-owner", EventContext.orgkey)
+
+    page = query(client, OWNER, **body)
+
+    assert page["total"] == 3
+    assert sorted(e["showUnread"] for e in page["events"]) == [False, True, True]
+
+
+def test_querying_events_marks_nothing_read(client: TestClient, history: Store) -> None:
+    query(client, OWNER)
+    query(client, OWNER, showUnread=True)
+
+    with history.transaction() as uow:
+        assert uow.everything().event_reads == []

@@ -137,8 +137,15 @@ class SystemEvent:
     timestamp: datetime
     json_data: str | None = None
     workspace_id: str | None = None
-    show_unread: bool = False
     id: int | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class SystemEventRead:
+    """One user has read one event: the per-user state behind each event's ``showUnread``."""
+
+    event_id: int
+    user_id: str
 
 
 def utcnow() -> datetime:

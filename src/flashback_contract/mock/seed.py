@@ -282,7 +282,7 @@ def load_seed(uow: UnitOfWork, data: dict[str, Any]) -> None:
                 )
             )
         for event in sorted(data.get("systemEvents", []), key=lambda e: _when(e["timestamp"])):
-            uow.add_event(
+            event_id = uow.add_event(
                 SystemEvent(
                     context=EventContext[event["context"]],
                     event=EventType[event["event"]],
@@ -292,9 +292,12 @@ def load_seed(uow: UnitOfWork, data: dict[str, Any]) -> None:
                     timestamp=_when(event["timestamp"]),
                     json_data=event.get("jsonData"),
                     workspace_id=event.get("workspaceId"),
-                    show_unread=bool(event.get("showUnread", False)),
                 )
             )
+            for reader in event.get("readBy", []):
+                if uow.user(reader) is None:
+                    raise SeedError(f"seed event readBy names an unknown user {reader!r}")
+                uow.mark_event_read(event_id, reader)
     except (KeyError, ValueError, TypeError, AttributeError) as exc:
         raise SeedError(f"invalid seed: {exc!r}") from exc
 
@@ -302,9 +305,14 @@ def load_seed(uow: UnitOfWork, data: dict[str, Any]) -> None:
 def dump_seed(data: Dataset) -> dict[str, Any]:
     """All data as a seed document: what `GET /__mock/state` exports and `--seed` can load.
 
+    Each event lists the users who have read it in ``readBy``.
+
     AI API key secret hashes, the JWT secret and replay records are left out; a
     load gives the keys new random secrets nobody has seen, as the demo fixture does.
     """
+    readers: dict[int, list[str]] = {}
+    for read in data.event_reads:
+        readers.setdefault(read.event_id, []).append(read.user_id)
     return {
         "organizations": [{"id": o.id, "name": o.name} for o in data.organizations],
         "users": [
@@ -365,7 +373,7 @@ def dump_seed(data: Dataset) -> dict[str, Any]:
                 "contextId": e.context_id,
                 "jsonData": e.json_data,
                 "workspaceId": e.workspace_id,
-                "showUnread": e.show_unread,
+                "readBy": readers.get(e.id, []) if e.id is not None else [],
             }
             for e in data.events
         ],

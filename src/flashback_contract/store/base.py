@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
@@ -18,6 +18,7 @@ from flashback_contract.domain import (
     RepoAiApiKey,
     Repository,
     SystemEvent,
+    SystemEventRead,
     User,
 )
 
@@ -132,6 +133,14 @@ class UnitOfWork(Protocol):
         """One page of the events matching ``query``, newest first, and how many match."""
         ...
 
+    def mark_event_read(self, event_id: int, user_id: str) -> None:
+        """Record that the user has read the event; marking it again changes nothing."""
+        ...
+
+    def events_read_by(self, user_id: str, event_ids: Collection[int]) -> set[int]:
+        """Which of these events the user has read."""
+        ...
+
     # -- the mock's own state ------------------------------------------------------
     def setting(self, name: str) -> str | None:
         """A value the mock keeps with its data (a generated JWT secret, say)."""
@@ -166,11 +175,13 @@ class EventQuery:
     event: EventType | None = None
     context_id: str | None = None
     workspace_id: str | None = None
-    show_unread: bool | None = None
+    # Only the events this user has not read (showUnread: true).
+    unread_by: str | None = None
     skip: int = 0
     take: int = 20
 
     def matches(self, e: SystemEvent) -> bool:
+        """Every condition but ``unread_by``, which needs the store's read records."""
         return (
             e.org_id == self.org_id
             and self.since <= e.timestamp <= self.until
@@ -179,7 +190,6 @@ class EventQuery:
             and (self.event is None or e.event == self.event)
             and (self.context_id is None or e.context_id == self.context_id)
             and (self.workspace_id is None or e.workspace_id == self.workspace_id)
-            and (self.show_unread is None or e.show_unread == self.show_unread)
         )
 
 
@@ -194,6 +204,7 @@ class Dataset:
     nodes: list[Node]
     ai_keys: list[RepoAiApiKey]
     events: list[SystemEvent]
+    event_reads: list[SystemEventRead] = field(default_factory=list)
 
 
 class Store(Protocol):

@@ -9,7 +9,7 @@ the same with 100,000 keys as with the demo data.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -23,6 +23,7 @@ from flashback_contract.domain import (
     RepoAiApiKey,
     Repository,
     SystemEvent,
+    SystemEventRead,
     User,
 )
 from flashback_contract.store.base import Dataset, EventQuery
@@ -47,6 +48,8 @@ class _State:
     ai_keys_by_repo: dict[str, Members] = field(default_factory=dict)
     events: list[SystemEvent] = field(default_factory=list)
     events_by_org: dict[str, list[SystemEvent]] = field(default_factory=dict)
+    # (event id, user id): who has read what, beside the events themselves.
+    event_reads: set[tuple[int, str]] = field(default_factory=set)
     settings: dict[str, str] = field(default_factory=dict)
 
 
@@ -272,8 +275,22 @@ class MemoryUnitOfWork:
 
     def query_events(self, query: EventQuery) -> tuple[list[SystemEvent], int]:
         own = self._s.events_by_org.get(query.org_id, [])
-        matching = [e for e in reversed(own) if query.matches(e)]
+        reads, reader = self._s.event_reads, query.unread_by
+        matching = [
+            e
+            for e in reversed(own)
+            if query.matches(e) and (reader is None or (e.id, reader) not in reads)
+        ]
         return matching[query.skip : query.skip + query.take], len(matching)
+
+    def mark_event_read(self, event_id: int, user_id: str) -> None:
+        reads, read = self._s.event_reads, (event_id, user_id)
+        if read not in reads:
+            reads.add(read)
+            self._undo.step(lambda: reads.discard(read))
+
+    def events_read_by(self, user_id: str, event_ids: Collection[int]) -> set[int]:
+        return {i for i in event_ids if (i, user_id) in self._s.event_reads}
 
     def setting(self, name: str) -> str | None:
         return self._s.settings.get(name)
@@ -293,6 +310,7 @@ class MemoryUnitOfWork:
             nodes=list(self._s.nodes.values()),
             ai_keys=list(self._s.ai_keys.values()),
             events=list(self._s.events),
+            event_reads=[SystemEventRead(e, u) for e, u in sorted(self._s.event_reads)],
         )
 
     def clear(self) -> None:

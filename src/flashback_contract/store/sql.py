@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +25,7 @@ from flashback_contract.domain import (
     Repository,
     Role,
     SystemEvent,
+    SystemEventRead,
     User,
 )
 from flashback_contract.store.base import Dataset, EventQuery
@@ -139,7 +140,15 @@ system_events = sa.Table(
     sa.Column("context_id", sa.String(128), nullable=False),
     sa.Column("json_data", sa.Text),
     sa.Column("workspace_id", sa.String(128)),
+    # Unused: read state is per user, in system_event_reads. Kept (always false) so databases
+    # created before keep accepting inserts.
     sa.Column("show_unread", sa.Boolean, nullable=False, default=False),
+)
+system_event_reads = sa.Table(
+    "system_event_reads",
+    metadata,
+    sa.Column("event_id", sa.ForeignKey("system_events.id"), primary_key=True),
+    sa.Column("user_id", sa.String(128), primary_key=True),
 )
 
 
@@ -152,6 +161,7 @@ mock_settings = sa.Table(
 
 # Flashback data, children before parents: the order clear() deletes in.
 DATA_TABLES = (
+    system_event_reads,
     system_events,
     node_signatures,
     node_keys,
@@ -192,7 +202,6 @@ def _event(row: Any) -> SystemEvent:
         context_id=row.context_id,
         json_data=row.json_data,
         workspace_id=row.workspace_id,
-        show_unread=row.show_unread,
     )
 
 
@@ -462,7 +471,6 @@ class SqlUnitOfWork:
                 context_id=event.context_id,
                 json_data=event.json_data,
                 workspace_id=event.workspace_id,
-                show_unread=event.show_unread,
             )
         )
         primary_key = result.inserted_primary_key
@@ -487,15 +495,33 @@ class SqlUnitOfWork:
             t.c.event: None if query.event is None else int(query.event),
             t.c.context_id: query.context_id,
             t.c.workspace_id: query.workspace_id,
-            t.c.show_unread: query.show_unread,
         }
         conditions += [column == value for column, value in optional.items() if value is not None]
+        if query.unread_by is not None:
+            r = system_event_reads
+            conditions.append(
+                ~sa.exists().where(r.c.event_id == t.c.id, r.c.user_id == query.unread_by)
+            )
         where = sa.and_(*conditions)
         total = self._c.execute(sa.select(sa.func.count()).select_from(t).where(where)).scalar_one()
         rows = self._c.execute(
             t.select().where(where).order_by(t.c.id.desc()).offset(query.skip).limit(query.take)
         ).all()
         return [_event(row) for row in rows], int(total)
+
+    def mark_event_read(self, event_id: int, user_id: str) -> None:
+        self._c.execute(
+            self._insert_unless_present(system_event_reads, event_id=event_id, user_id=user_id)
+        )
+
+    def events_read_by(self, user_id: str, event_ids: Collection[int]) -> set[int]:
+        if not event_ids:
+            return set()
+        r = system_event_reads
+        rows = self._c.execute(
+            sa.select(r.c.event_id).where(r.c.user_id == user_id, r.c.event_id.in_(event_ids))
+        )
+        return {int(row.event_id) for row in rows}
 
     def setting(self, name: str) -> str | None:
         row = self._c.execute(
@@ -539,6 +565,14 @@ class SqlUnitOfWork:
             events=[
                 _event(row)
                 for row in self._c.execute(system_events.select().order_by(system_events.c.id))
+            ],
+            event_reads=[
+                SystemEventRead(int(row.event_id), row.user_id)
+                for row in self._c.execute(
+                    system_event_reads.select().order_by(
+                        system_event_reads.c.event_id, system_event_reads.c.user_id
+                    )
+                )
             ],
         )
 

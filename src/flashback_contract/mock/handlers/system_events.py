@@ -30,7 +30,7 @@ def _window(body: dict[str, Any], now: datetime) -> tuple[datetime, datetime]:
     return start, end
 
 
-def _event(e: SystemEvent, users: dict[str, User | None]) -> dict[str, Any]:
+def _event(e: SystemEvent, users: dict[str, User | None], read: set[int]) -> dict[str, Any]:
     user = users.get(e.user_id) if e.user_id else None
     return {
         "id": e.id,
@@ -44,7 +44,8 @@ def _event(e: SystemEvent, users: dict[str, User | None]) -> dict[str, Any]:
         "userEmail": user.email if user else None,
         "workspaceId": e.workspace_id,
         "jsonData": e.json_data,
-        "showUnread": e.show_unread,
+        # Per current user, as documented: true while this user has not read the event.
+        "showUnread": e.id not in read,
     }
 
 
@@ -62,15 +63,17 @@ def getSystemEvents(body: dict[str, Any], token_info: dict[str, Any]) -> tuple[d
         event=None if body.get("event") is None else EventType(body["event"]),
         context_id=body.get("contextId"),
         workspace_id=body.get("workspaceId"),
-        show_unread=body.get("showUnread"),
+        # showUnread true: only what the current user has not read; absent or false: no filter.
+        unread_by=principal.user_id if body.get("showUnread") else None,
         skip=skip,
         take=take,
     )
     with services.store.transaction() as uow:
         events, total = uow.query_events(query)
         users = {uid: uow.user(uid) for uid in {e.user_id for e in events if e.user_id}}
+        read = uow.events_read_by(principal.user_id, [e.id for e in events if e.id is not None])
     return {
-        "events": [_event(e, users) for e in events],
+        "events": [_event(e, users, read) for e in events],
         "total": total,
         "skip": skip,
         "take": take,
