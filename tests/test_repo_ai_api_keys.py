@@ -181,7 +181,7 @@ def test_every_member_lists_active_keys_newest_first_without_secrets(
         "id": "aikey-acme-anthropic",
         "name": "Acme Anthropic",
         "repoId": "repo-acme-main",
-        "key": "FB_AI_acme_anthropic_0002",
+        "key": "FB_AI_ac3e0000000000000000000000000002",
         "aiType": "ANTHROPIC",
         "createdAt": "2026-02-02T09:00:00.000Z",
         "deletedAt": None,
