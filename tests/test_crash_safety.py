@@ -33,7 +33,7 @@ def write_until_killed(base_url: str, acknowledged: list[str], stop: threading.E
                 )
             except httpx.TransportError:
                 return
-            if response.status_code == 200:
+            if response.status_code == 201:  # the documented status of a creation
                 acknowledged.append(response.json()["id"])
 
 

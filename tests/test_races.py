@@ -100,7 +100,7 @@ def cluster(
 
 def new_ai_key(cluster: Cluster, name: str = "racer") -> str:
     response = cluster.request("POST", AI_KEYS, {"name": name, "aiType": "OPENAI"})
-    assert response.status_code == 200, response.text
+    assert response.status_code == 201, response.text
     key_id: str = response.json()["id"]
     return key_id
 
