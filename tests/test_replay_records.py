@@ -88,7 +88,7 @@ def test_a_pruned_signature_still_cannot_be_replayed(
     replayed = client.post("/register", json=old)
 
     # Its timestamp left the window before its record was pruned: stale, not new.
-    assert replayed.status_code == 401
+    assert replayed.status_code == 400
     assert replayed.json()["errorCode"] == "STALE_TIMESTAMP"
 
 
@@ -104,5 +104,5 @@ def test_a_signature_within_two_windows_is_still_a_replay(
 
     replayed = client.post("/register", json=ahead)
 
-    assert replayed.status_code == 401
+    assert replayed.status_code == 400
     assert replayed.json()["errorCode"] == "REPLAYED_SIGNATURE"

@@ -49,7 +49,7 @@ def hand_out_secrets(served: ServeProcess, token: str) -> list[str]:
         refused = client.get(
             "/organization/org-acme/key", headers={"Authorization": f"Bearer {bogus}"}
         )
-    assert created.status_code == 200 and refused.status_code == 401
+    assert created.status_code == 201 and refused.status_code == 401
     pem_lines = [line for line in private_pem.splitlines() if line and "-----" not in line]
     # The secret, the bearer tokens, and every line of the private key's base64 body.
     return [created.json()["secret"], token, bogus, *pem_lines]
