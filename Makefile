@@ -7,7 +7,7 @@ RUNTIME := $(VENV)/.installed-runtime
 DEV := $(VENV)/.installed-dev
 ARGS ?=
 
-.PHONY: serve test lint venv chromium bench clean fuzz
+.PHONY: serve test lint venv tools bench clean fuzz
 
 $(RUNTIME): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,24 +28,22 @@ lint: $(DEV)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy src
 
-# The browser test drives Debian's Chromium; install it when it is missing and apt-get can.
-chromium:
-	@command -v chromium >/dev/null 2>&1 || { \
+# The browser tests drive Debian's Chromium and the bench smoke test drives wrk: install each
+# when it is missing and apt-get can (a test that needs a missing one skips and says why).
+tools:
+	@missing=""; for tool in chromium wrk; do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
 	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
-	      || echo "Chromium could not be installed: the browser test will be skipped"; \
-	  else echo "Chromium is not installed and apt-get is not usable: the browser test will be skipped"; fi; }
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null \
+	      || echo "Could not install$$missing: the tests that need it will be skipped"; \
+	  else echo "Not installed:$$missing (apt-get not usable): the tests that need it will be skipped"; fi; fi
 
-test: lint chromium
+test: lint tools
 	$(BIN)/python -m pytest
 
 # Load figures: the mock on each store beside Prism and a bare ASGI app (bench/RESULTS.md).
 # wrk comes from Debian when missing; Prism from bench/package-lock.json (npm ci, in run.py).
-bench: $(STAMP)
-	@command -v wrk >/dev/null 2>&1 || { \
-	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; \
-	  else echo "wrk is needed: apt-get install wrk"; exit 1; fi; }
+bench: $(DEV) tools
 	$(BIN)/python bench/run.py $(ARGS)
 
 # Not part of `make test`: minutes of negative fuzzing against a fresh mock (README, "Fuzzing the mock").
