@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from datetime import timedelta
@@ -67,10 +68,11 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     if seed_if_empty(store, settings.seed_file):
         log.info("seeded %s from %s", store.url, settings.seed_file or "the demo fixture")
 
-    seed = read_seed(settings.seed_file)
+    # Read when the first session needs it (never, for most servers), then kept.
+    seed = functools.cache(lambda: read_seed(settings.seed_file))
     sessions = open_sessions(
         store,
-        lambda uow: load_seed(uow, seed),
+        lambda uow: load_seed(uow, seed()),
         SessionPolicy(
             max_sessions=settings.max_sessions,
             ttl=timedelta(seconds=settings.session_ttl_seconds),

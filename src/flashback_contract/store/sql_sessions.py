@@ -109,24 +109,36 @@ class _SessionData(Protocol):
 
 
 class _SqliteFiles:
-    """A SQLite file per session, copied from a template seeded when the server starts."""
+    """A SQLite file per session, copied from a template this process seeds on first use."""
 
     def __init__(self, directory: Path, seed: Seeder) -> None:
         self._dir = directory
         self._dir.mkdir(parents=True, exist_ok=True)
         self._template = directory / "template.sqlite3"
-        # Written aside, then renamed: a process copying the template never sees half of one.
-        partial = directory / f"template-{uuid.uuid4().hex}.partial"
-        store = SqlStore(f"sqlite:///{partial}")
-        with store.transaction() as uow:
-            seed(uow)
-        store.close()
-        os.replace(partial, self._template)
+        self._seed = seed
+        # Seeded when the first session is created, not at start-up: a server whose tests use
+        # no session never pays for a second copy of a large seed.
+        self._template_ready = False
+        self._template_lock = threading.Lock()
+
+    def _ensure_template(self) -> None:
+        with self._template_lock:
+            if self._template_ready:
+                return
+            # Written aside, then renamed: a process copying the template never sees half of one.
+            partial = self._dir / f"template-{uuid.uuid4().hex}.partial"
+            store = SqlStore(f"sqlite:///{partial}")
+            with store.transaction() as uow:
+                self._seed(uow)
+            store.close()
+            os.replace(partial, self._template)
+            self._template_ready = True
 
     def _path(self, name: str) -> Path:
         return self._dir / f"session-{name}.sqlite3"
 
     def create(self, name: str) -> None:
+        self._ensure_template()
         self.remove(name)
         shutil.copyfile(self._template, self._path(name))
 
