@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Sequence
-from contextlib import contextmanager
+import functools
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,6 +30,13 @@ from flashback_contract.domain import (
     User,
 )
 from flashback_contract.store.base import Dataset, EventQuery
+from flashback_contract.store.sql_run import (
+    AlchemyRunner,
+    PerDialect,
+    Runner,
+    SqliteConnections,
+    SqliteRunner,
+)
 from flashback_contract.store.versioning import migrate
 
 
@@ -205,78 +213,233 @@ def _event(row: Any) -> SystemEvent:
     )
 
 
-class SqlUnitOfWork:
-    def __init__(self, conn: Connection) -> None:
-        self._c = conn
+def _p(name: str, type_: Any = None) -> Any:
+    return sa.bindparam(name, type_=type_)
 
-    def _insert_unless_present(self, table: sa.Table, **values: Any) -> Any:
-        """INSERT ... ON CONFLICT DO NOTHING in the dialect at hand."""
-        dialect_insert = pg_insert if self._c.dialect.name == "postgresql" else sqlite_insert
-        return dialect_insert(table).values(**values).on_conflict_do_nothing()
+
+def _insert_unless_present(table: sa.Table, returning: Any = None) -> PerDialect:
+    """INSERT ... ON CONFLICT DO NOTHING in the dialect at hand; columns as the call gives."""
+
+    def build(dialect: str) -> Any:
+        insert = (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
+        statement = insert.on_conflict_do_nothing()
+        return statement if returning is None else statement.returning(returning)
+
+    return PerDialect(build)
+
+
+# Every statement is built once (building and caching one costs more than SQLite running it).
+_INSERT_ORGANIZATION = organizations.insert()
+_INSERT_USER = users.insert()
+_INSERT_REPOSITORY = repositories.insert()
+_INSERT_ORG_KEY = organization_keys.insert()
+_INSERT_AI_KEY = repo_ai_api_keys.insert()
+_ORGANIZATION = organizations.select().where(organizations.c.id == _p("id"))
+_USER = users.select().where(users.c.id == _p("id"))
+_USER_BY_TOKEN = users.select().where(users.c.token == _p("token"))
+_REPOSITORY = repositories.select().where(repositories.c.id == _p("id"))
+# FOR UPDATE on PostgreSQL; SQLite renders none (its writers hold the write lock).
+_LOCK_ORGANIZATION = (
+    sa.select(organizations.c.id).where(organizations.c.id == _p("id")).with_for_update()
+)
+_LOCK_STATE = sa.select(sa.func.pg_advisory_xact_lock(STATE_LOCK))
+
+_k = organization_keys.c
+_ORG_KEYS = organization_keys.select().where(_k.org_id == _p("org_id")).order_by(_k.seq.desc())
+_ORG_NODE_KEYS = (
+    sa.select(node_keys.c.key_id, node_keys.c.node_id)
+    .join(organization_keys, _k.id == node_keys.c.key_id)
+    .where(_k.org_id == _p("org_id"))
+    .order_by(node_keys.c.node_id)
+)
+_COUNT_ORG_KEYS = (
+    sa.select(sa.func.count()).select_from(organization_keys).where(_k.org_id == _p("org_id"))
+)
+_OWNED_KEY = sa.and_(_k.id == _p("key_id"), _k.org_id == _p("org_id"))
+_FIND_OWNED_KEY = sa.select(_k.id).where(_OWNED_KEY)
+_DELETE_OWNED_KEY = organization_keys.delete().where(_OWNED_KEY)
+_DELETE_ORG_KEYS = organization_keys.delete().where(_k.org_id == _p("org_id"))
+# Explicit cascade: SQLite enforces ON DELETE only with a pragma per connection.
+_DELETE_ORG_NODE_KEYS = node_keys.delete().where(
+    node_keys.c.key_id.in_(sa.select(_k.id).where(_k.org_id == _p("org_id")))
+)
+_DELETE_KEY_NODE_KEYS = node_keys.delete().where(node_keys.c.key_id == _p("key_id"))
+_DELETE_NODE_NODE_KEYS = node_keys.delete().where(node_keys.c.node_id == _p("ip"))
+_KEY_EXISTS = sa.select(_k.id).where(_k.id == _p("key_id"))
+_VERIFICATION_KEYS = organization_keys.select().order_by(_k.seq)
+_ORG_VERIFICATION_KEYS = (
+    organization_keys.select().where(_k.org_id == _p("org_id")).order_by(_k.seq)
+)
+_ADD_NODE_KEY = _insert_unless_present(node_keys)
+
+_NODE = nodes.select().where(nodes.c.ip == _p("ip"))
+_INSERT_NODE = _insert_unless_present(nodes, returning=nodes.c.ip)
+_NODE_FIELDS = ("org_id", "key_id", "provider", "region", "version", "status", "services")
+_UPDATE_NODE = (
+    nodes.update()
+    .where(nodes.c.ip == _p("node_ip"))
+    # Bind names differ from the columns': SQLAlchemy keeps those for VALUES and SET.
+    .values({name: _p(f"new_{name}") for name in (*_NODE_FIELDS, "updated_at")})
+)
+_DELETE_NODE = nodes.delete().where(nodes.c.ip == _p("ip"), nodes.c.org_id == _p("org_id"))
+_NODE_IPS = sa.select(nodes.c.ip).order_by(nodes.c.ip)
+
+_REMEMBER_SIGNATURE = _insert_unless_present(node_signatures, returning=node_signatures.c.digest)
+_FORGET_SIGNATURES = node_signatures.delete().where(
+    node_signatures.c.accepted_at < _p("before", UtcDateTime)
+)
+
+_a = repo_ai_api_keys.c
+_ACTIVE_AI_KEY = sa.and_(_a.id == _p("key_id"), _a.deleted_at.is_(None))
+_AI_KEYS = (
+    repo_ai_api_keys.select()
+    .where(_a.repo_id == _p("repo_id"), _a.deleted_at.is_(None))
+    .order_by(_a.seq.desc())
+)
+_AI_KEY = repo_ai_api_keys.select().where(_a.id == _p("key_id"))
+# FOR UPDATE waits for a racing rename or delete to commit, then reads what it left.
+_AI_KEY_NAME_FOR_UPDATE = sa.select(_a.name).where(_ACTIVE_AI_KEY).with_for_update()
+_RENAME_AI_KEY = repo_ai_api_keys.update().where(_ACTIVE_AI_KEY).values(name=_p("new_name"))
+# Conditional on the row still being active: of racing deletes, one updates a row.
+_SOFT_DELETE_AI_KEY = (
+    repo_ai_api_keys.update().where(_ACTIVE_AI_KEY).values(deleted_at=_p("when", UtcDateTime))
+)
+
+_e = system_events.c
+_ADD_EVENT = system_events.insert().returning(_e.id)
+_EVENTS_NEWEST_FIRST = system_events.select().order_by(_e.id.desc())
+_r = system_event_reads.c
+_MARK_READ = _insert_unless_present(system_event_reads)
+_READ_BETWEEN = sa.select(_r.event_id).where(
+    _r.user_id == _p("user_id"), _r.event_id >= _p("low"), _r.event_id <= _p("high")
+)
+
+_SETTING = sa.select(mock_settings.c.value).where(mock_settings.c.name == _p("setting"))
+_PUT_SETTING = _insert_unless_present(mock_settings)
+
+_ALL = {
+    "organizations": organizations.select().order_by(organizations.c.id),
+    "users": users.select().order_by(users.c.id),
+    "repositories": repositories.select().order_by(repositories.c.id),
+    "ai_keys": repo_ai_api_keys.select().order_by(_a.seq),
+    "events": system_events.select().order_by(_e.id),
+    "event_reads": system_event_reads.select().order_by(_r.event_id, _r.user_id),
+}
+_CLEAR = tuple(table.delete() for table in DATA_TABLES)
+_ANY_ORGANIZATION = sa.select(organizations.c.id).limit(1)
+
+# Optional filters of an event query, by EventQuery field.
+_EVENT_FILTERS = ("user_id", "context", "event", "context_id", "workspace_id")
+
+
+@functools.cache
+def _event_query(filters: tuple[str, ...], unread: bool) -> tuple[Any, Any]:
+    """(count, page) statements for one combination of the optional filters."""
+    conditions = [
+        _e.org_id == _p("org_id"),
+        # Timestamps are stored as ISO text in UTC, which sorts like time.
+        _e.timestamp >= _p("since", UtcDateTime),
+        _e.timestamp <= _p("until", UtcDateTime),
+    ]
+    conditions += [_e[name] == _p(name) for name in filters]
+    if unread:
+        conditions.append(~sa.exists().where(_r.event_id == _e.id, _r.user_id == _p("unread_by")))
+    where = sa.and_(*conditions)
+    count = sa.select(sa.func.count()).select_from(system_events).where(where)
+    page = (
+        system_events.select()
+        .where(where)
+        .order_by(_e.id.desc())
+        .offset(_p("skip", sa.Integer))
+        .limit(_p("take", sa.Integer))
+    )
+    return count, page
+
+
+def _node(row: Any) -> Node:
+    return Node(
+        ip=row.ip,
+        org_id=row.org_id,
+        key_id=row.key_id,
+        provider=Provider(row.provider),
+        region=row.region,
+        version=row.version,
+        status=row.status,
+        updated_at=row.updated_at,
+        services=row.services,
+    )
+
+
+def _ai_key_row(key: RepoAiApiKey) -> dict[str, Any]:
+    return {
+        "id": key.id,
+        "repo_id": key.repo_id,
+        "name": key.name,
+        "key": key.key,
+        "ai_type": key.ai_type.value,
+        "secret_sha256": key.secret_sha256,
+        "created_at": key.created_at,
+        "deleted_at": key.deleted_at,
+    }
+
+
+class SqlUnitOfWork:
+    def __init__(self, runner: Runner) -> None:
+        self._x = runner
 
     def add_organization(self, organization: Organization) -> None:
-        self._c.execute(organizations.insert().values(id=organization.id, name=organization.name))
+        self._x.run(_INSERT_ORGANIZATION, {"id": organization.id, "name": organization.name})
 
     def add_user(self, user: User, token: str | None) -> None:
-        self._c.execute(
-            users.insert().values(
-                id=user.id,
-                org_id=user.org_id,
-                role=int(user.role),
-                name=user.name,
-                email=user.email,
-                token=token,
-            )
+        self._x.run(
+            _INSERT_USER,
+            {
+                "id": user.id,
+                "org_id": user.org_id,
+                "role": int(user.role),
+                "name": user.name,
+                "email": user.email,
+                "token": token,
+            },
         )
 
     def add_repository(self, repository: Repository) -> None:
-        self._c.execute(
-            repositories.insert().values(
-                id=repository.id, org_id=repository.org_id, name=repository.name
-            )
+        self._x.run(
+            _INSERT_REPOSITORY,
+            {"id": repository.id, "org_id": repository.org_id, "name": repository.name},
         )
 
     def organization(self, org_id: str) -> Organization | None:
-        row = self._c.execute(organizations.select().where(organizations.c.id == org_id)).first()
+        row = self._x.first(_ORGANIZATION, {"id": org_id})
         return None if row is None else Organization(id=row.id, name=row.name)
 
     def user(self, user_id: str) -> User | None:
-        row = self._c.execute(users.select().where(users.c.id == user_id)).first()
+        row = self._x.first(_USER, {"id": user_id})
         return None if row is None else _user(row)
 
     def user_by_token(self, token: str) -> User | None:
-        row = self._c.execute(users.select().where(users.c.token == token)).first()
+        row = self._x.first(_USER_BY_TOKEN, {"token": token})
         return None if row is None else _user(row)
 
     def repository(self, repo_id: str) -> Repository | None:
-        row = self._c.execute(repositories.select().where(repositories.c.id == repo_id)).first()
+        row = self._x.first(_REPOSITORY, {"id": repo_id})
         return None if row is None else Repository(id=row.id, org_id=row.org_id, name=row.name)
 
     def lock_organization(self, org_id: str) -> None:
         # FOR UPDATE on PostgreSQL; SQLite already holds its write lock (BEGIN IMMEDIATE).
-        self._c.execute(
-            sa.select(organizations.c.id).where(organizations.c.id == org_id).with_for_update()
-        )
+        if self._x.dialect == "postgresql":
+            self._x.rows(_LOCK_ORGANIZATION, {"id": org_id})
 
     def lock_state(self) -> None:
         # A transaction-level advisory lock on PostgreSQL; SQLite's write lock is already held.
-        if self._c.dialect.name == "postgresql":
-            self._c.execute(sa.select(sa.func.pg_advisory_xact_lock(STATE_LOCK)))
+        if self._x.dialect == "postgresql":
+            self._x.rows(_LOCK_STATE)
 
     def org_keys(self, org_id: str) -> list[OrganizationKey]:
-        rows = self._c.execute(
-            organization_keys.select()
-            .where(organization_keys.c.org_id == org_id)
-            .order_by(organization_keys.c.seq.desc())
-        ).all()
-        links = self._c.execute(
-            sa.select(node_keys.c.key_id, node_keys.c.node_id)
-            .join(organization_keys, organization_keys.c.id == node_keys.c.key_id)
-            .where(organization_keys.c.org_id == org_id)
-            .order_by(node_keys.c.node_id)
-        ).all()
+        params = {"org_id": org_id}
+        rows = self._x.rows(_ORG_KEYS, params)
         by_key: dict[str, list[NodeKey]] = {}
-        for link in links:
+        for link in self._x.rows(_ORG_NODE_KEYS, params):
             by_key.setdefault(link.key_id, []).append(NodeKey(link.key_id, link.node_id))
         return [
             OrganizationKey(
@@ -290,69 +453,47 @@ class SqlUnitOfWork:
         ]
 
     def count_org_keys(self, org_id: str) -> int:
-        return int(
-            self._c.execute(
-                sa.select(sa.func.count())
-                .select_from(organization_keys)
-                .where(organization_keys.c.org_id == org_id)
-            ).scalar_one()
-        )
+        return int(self._x.scalar(_COUNT_ORG_KEYS, {"org_id": org_id}))
 
     def add_org_key(self, key: OrganizationKey) -> None:
-        self._c.execute(
-            organization_keys.insert().values(
-                id=key.id, org_id=key.org_id, public_key=key.public_key, created_at=key.created_at
-            )
+        self._x.run(
+            _INSERT_ORG_KEY,
+            {
+                "id": key.id,
+                "org_id": key.org_id,
+                "public_key": key.public_key,
+                "created_at": key.created_at,
+            },
         )
         for node_key in key.node_keys:
             self.add_node_key(node_key)
 
     def add_node_key(self, node_key: NodeKey) -> None:
-        self._c.execute(
-            self._insert_unless_present(node_keys, key_id=node_key.key_id, node_id=node_key.node_id)
-        )
+        self._x.run(_ADD_NODE_KEY, {"key_id": node_key.key_id, "node_id": node_key.node_id})
 
     def delete_org_keys(self, org_id: str) -> int:
-        key_ids = sa.select(organization_keys.c.id).where(organization_keys.c.org_id == org_id)
-        # Explicit cascade: SQLite enforces ON DELETE only with a pragma per connection.
-        self._c.execute(node_keys.delete().where(node_keys.c.key_id.in_(key_ids)))
-        result = self._c.execute(
-            organization_keys.delete().where(organization_keys.c.org_id == org_id)
-        )
-        return int(result.rowcount)
+        self._x.run(_DELETE_ORG_NODE_KEYS, {"org_id": org_id})
+        return self._x.run(_DELETE_ORG_KEYS, {"org_id": org_id})
 
     def delete_org_key(self, org_id: str, key_id: str) -> bool:
-        owned = sa.and_(organization_keys.c.id == key_id, organization_keys.c.org_id == org_id)
-        if self._c.execute(sa.select(organization_keys.c.id).where(owned)).first() is None:
+        owned = {"key_id": key_id, "org_id": org_id}
+        if self._x.first(_FIND_OWNED_KEY, owned) is None:
             return False
-        self._c.execute(node_keys.delete().where(node_keys.c.key_id == key_id))
+        self._x.run(_DELETE_KEY_NODE_KEYS, {"key_id": key_id})
         # The row count, not the read above, decides: a racing delete may have won meanwhile.
-        return bool(self._c.execute(organization_keys.delete().where(owned)).rowcount)
+        return bool(self._x.run(_DELETE_OWNED_KEY, owned))
 
     def verification_keys(self, org_id: str | None) -> list[OrganizationKey]:
-        query = organization_keys.select().order_by(organization_keys.c.seq)
-        if org_id is not None:
-            query = query.where(organization_keys.c.org_id == org_id)
-        return [
-            OrganizationKey(row.id, row.org_id, row.public_key, row.created_at)
-            for row in self._c.execute(query)
-        ]
+        rows = (
+            self._x.rows(_VERIFICATION_KEYS)
+            if org_id is None
+            else self._x.rows(_ORG_VERIFICATION_KEYS, {"org_id": org_id})
+        )
+        return [OrganizationKey(row.id, row.org_id, row.public_key, row.created_at) for row in rows]
 
     def node(self, ip: str) -> Node | None:
-        row = self._c.execute(nodes.select().where(nodes.c.ip == ip)).first()
-        if row is None:
-            return None
-        return Node(
-            ip=row.ip,
-            org_id=row.org_id,
-            key_id=row.key_id,
-            provider=Provider(row.provider),
-            region=row.region,
-            version=row.version,
-            status=row.status,
-            updated_at=row.updated_at,
-            services=row.services,
-        )
+        row = self._x.first(_NODE, {"ip": ip})
+        return None if row is None else _node(row)
 
     def save_node(self, node: Node) -> bool:
         values = {
@@ -366,239 +507,158 @@ class SqlUnitOfWork:
             "updated_at": node.updated_at,
         }
         # An upsert: racing first registrations insert once (the others wait, then update).
-        inserted = self._c.execute(
-            self._insert_unless_present(nodes, ip=node.ip, **values).returning(nodes.c.ip)
-        ).first()
+        inserted = self._x.first(_INSERT_NODE, {"ip": node.ip, **values})
         if inserted is None:
-            self._c.execute(nodes.update().where(nodes.c.ip == node.ip).values(**values))
-        self._c.execute(node_keys.delete().where(node_keys.c.node_id == node.ip))
-        key_exists = self._c.execute(
-            sa.select(organization_keys.c.id).where(organization_keys.c.id == node.key_id)
-        ).first()
-        if key_exists is not None:
+            self._x.run(
+                _UPDATE_NODE,
+                {"node_ip": node.ip, **{f"new_{name}": value for name, value in values.items()}},
+            )
+        self._x.run(_DELETE_NODE_NODE_KEYS, {"ip": node.ip})
+        if self._x.first(_KEY_EXISTS, {"key_id": node.key_id}) is not None:
             self.add_node_key(NodeKey(node.key_id, node.ip))
         return inserted is not None
 
     def delete_node(self, ip: str, org_id: str) -> bool:
-        deleted = self._c.execute(
-            nodes.delete().where(nodes.c.ip == ip, nodes.c.org_id == org_id)
-        ).rowcount
+        deleted = self._x.run(_DELETE_NODE, {"ip": ip, "org_id": org_id})
         if deleted:
-            self._c.execute(node_keys.delete().where(node_keys.c.node_id == ip))
+            self._x.run(_DELETE_NODE_NODE_KEYS, {"ip": ip})
         return bool(deleted)
 
     def remember_signature(self, digest: str, accepted_at: datetime) -> bool:
         # Two concurrent replays cannot both insert, nor fail with a 500.
-        inserted = self._c.execute(
-            self._insert_unless_present(
-                node_signatures, digest=digest, accepted_at=accepted_at
-            ).returning(node_signatures.c.digest)
-        ).first()
+        inserted = self._x.first(
+            _REMEMBER_SIGNATURE, {"digest": digest, "accepted_at": accepted_at}
+        )
         return inserted is not None
 
     def forget_signatures(self, accepted_before: datetime) -> int:
-        result = self._c.execute(
-            node_signatures.delete().where(node_signatures.c.accepted_at < accepted_before)
-        )
-        return int(result.rowcount)
+        return self._x.run(_FORGET_SIGNATURES, {"before": accepted_before})
 
     def ai_keys(self, repo_id: str) -> list[RepoAiApiKey]:
-        rows = self._c.execute(
-            repo_ai_api_keys.select()
-            .where(repo_ai_api_keys.c.repo_id == repo_id, repo_ai_api_keys.c.deleted_at.is_(None))
-            .order_by(repo_ai_api_keys.c.seq.desc())
-        ).all()
-        return [_ai_key(row) for row in rows]
+        return [_ai_key(row) for row in self._x.rows(_AI_KEYS, {"repo_id": repo_id})]
 
     def ai_key(self, key_id: str) -> RepoAiApiKey | None:
-        row = self._c.execute(
-            repo_ai_api_keys.select().where(repo_ai_api_keys.c.id == key_id)
-        ).first()
+        row = self._x.first(_AI_KEY, {"key_id": key_id})
         return None if row is None else _ai_key(row)
 
     def add_ai_key(self, key: RepoAiApiKey) -> None:
         self.add_ai_keys([key])
 
     def add_ai_keys(self, keys: Sequence[RepoAiApiKey]) -> None:
-        if not keys:
-            return
-        # One executemany: a seed of 100,000 keys is one statement, not 100,000.
-        self._c.execute(
-            repo_ai_api_keys.insert(),
-            [
-                {
-                    "id": key.id,
-                    "repo_id": key.repo_id,
-                    "name": key.name,
-                    "key": key.key,
-                    "ai_type": key.ai_type.value,
-                    "secret_sha256": key.secret_sha256,
-                    "created_at": key.created_at,
-                    "deleted_at": key.deleted_at,
-                }
-                for key in keys
-            ],
-        )
+        # One batch: a seed of 100,000 keys is one statement, not 100,000.
+        self._x.run_many(_INSERT_AI_KEY, [_ai_key_row(key) for key in keys])
 
     def rename_ai_key(self, key_id: str, name: str) -> str | None:
-        active = sa.and_(repo_ai_api_keys.c.id == key_id, repo_ai_api_keys.c.deleted_at.is_(None))
-        # FOR UPDATE waits for a racing rename or delete to commit, then reads what it left.
-        previous = self._c.execute(
-            sa.select(repo_ai_api_keys.c.name).where(active).with_for_update()
-        ).first()
+        previous = self._x.first(_AI_KEY_NAME_FOR_UPDATE, {"key_id": key_id})
         if previous is None:
             return None
-        self._c.execute(repo_ai_api_keys.update().where(active).values(name=name))
+        self._x.run(_RENAME_AI_KEY, {"key_id": key_id, "new_name": name})
         return str(previous.name)
 
     def soft_delete_ai_key(self, key_id: str, deleted_at: datetime) -> bool:
-        # Conditional on the row still being active: of racing deletes, one updates a row.
-        result = self._c.execute(
-            repo_ai_api_keys.update()
-            .where(repo_ai_api_keys.c.id == key_id, repo_ai_api_keys.c.deleted_at.is_(None))
-            .values(deleted_at=deleted_at)
-        )
-        return bool(result.rowcount)
+        return bool(self._x.run(_SOFT_DELETE_AI_KEY, {"key_id": key_id, "when": deleted_at}))
 
     def add_event(self, event: SystemEvent) -> int:
-        result = self._c.execute(
-            system_events.insert().values(
-                timestamp=event.timestamp,
-                context=int(event.context),
-                event=int(event.event),
-                org_id=event.org_id,
-                user_id=event.user_id,
-                context_id=event.context_id,
-                json_data=event.json_data,
-                workspace_id=event.workspace_id,
-            )
+        event_id = self._x.scalar(
+            _ADD_EVENT,
+            {
+                "timestamp": event.timestamp,
+                "context": int(event.context),
+                "event": int(event.event),
+                "org_id": event.org_id,
+                "user_id": event.user_id,
+                "context_id": event.context_id,
+                "json_data": event.json_data,
+                "workspace_id": event.workspace_id,
+                "show_unread": False,
+            },
         )
-        primary_key = result.inserted_primary_key
-        assert primary_key is not None
-        return int(primary_key[0])
+        return int(event_id)
 
     def events(self) -> list[SystemEvent]:
-        rows = self._c.execute(system_events.select().order_by(system_events.c.id.desc())).all()
-        return [_event(row) for row in rows]
+        return [_event(row) for row in self._x.rows(_EVENTS_NEWEST_FIRST)]
 
     def query_events(self, query: EventQuery) -> tuple[list[SystemEvent], int]:
-        t = system_events
-        conditions = [t.c.org_id == query.org_id]
-        # Timestamps are stored as ISO text in UTC, which sorts like time.
-        conditions += [
-            t.c.timestamp >= query.since,
-            t.c.timestamp <= query.until,
-        ]
         optional = {
-            t.c.user_id: query.user_id,
-            t.c.context: None if query.context is None else int(query.context),
-            t.c.event: None if query.event is None else int(query.event),
-            t.c.context_id: query.context_id,
-            t.c.workspace_id: query.workspace_id,
+            "user_id": query.user_id,
+            "context": None if query.context is None else int(query.context),
+            "event": None if query.event is None else int(query.event),
+            "context_id": query.context_id,
+            "workspace_id": query.workspace_id,
         }
-        conditions += [column == value for column, value in optional.items() if value is not None]
+        present = {name: value for name, value in optional.items() if value is not None}
+        count, page = _event_query(
+            tuple(name for name in _EVENT_FILTERS if name in present), query.unread_by is not None
+        )
+        params: dict[str, Any] = {
+            "org_id": query.org_id,
+            "since": query.since,
+            "until": query.until,
+            **present,
+        }
         if query.unread_by is not None:
-            r = system_event_reads
-            conditions.append(
-                ~sa.exists().where(r.c.event_id == t.c.id, r.c.user_id == query.unread_by)
-            )
-        where = sa.and_(*conditions)
-        total = self._c.execute(sa.select(sa.func.count()).select_from(t).where(where)).scalar_one()
-        rows = self._c.execute(
-            t.select().where(where).order_by(t.c.id.desc()).offset(query.skip).limit(query.take)
-        ).all()
+            params["unread_by"] = query.unread_by
+        total = self._x.scalar(count, params)
+        rows = self._x.rows(page, {**params, "skip": query.skip, "take": query.take})
         return [_event(row) for row in rows], int(total)
 
     def mark_event_read(self, event_id: int, user_id: str) -> None:
-        self._c.execute(
-            self._insert_unless_present(system_event_reads, event_id=event_id, user_id=user_id)
-        )
+        self._x.run(_MARK_READ, {"event_id": event_id, "user_id": user_id})
 
     def events_read_by(self, user_id: str, event_ids: Collection[int]) -> set[int]:
         if not event_ids:
             return set()
-        r = system_event_reads
-        rows = self._c.execute(
-            sa.select(r.c.event_id).where(r.c.user_id == user_id, r.c.event_id.in_(event_ids))
+        # One range read for a page of ids, narrowed here (no statement per list length).
+        wanted = set(event_ids)
+        rows = self._x.rows(
+            _READ_BETWEEN, {"user_id": user_id, "low": min(wanted), "high": max(wanted)}
         )
-        return {int(row.event_id) for row in rows}
+        return {int(row.event_id) for row in rows} & wanted
 
     def setting(self, name: str) -> str | None:
-        row = self._c.execute(
-            sa.select(mock_settings.c.value).where(mock_settings.c.name == name)
-        ).first()
-        return None if row is None else str(row.value)
+        value = self._x.scalar(_SETTING, {"setting": name})
+        return None if value is None else str(value)
 
     def put_setting_if_absent(self, name: str, value: str) -> str:
-        self._c.execute(self._insert_unless_present(mock_settings, name=name, value=value))
+        self._x.run(_PUT_SETTING, {"name": name, "value": value})
         stored = self.setting(name)
         assert stored is not None
         return stored
 
     def everything(self) -> Dataset:
-        orgs = [
-            Organization(row.id, row.name)
-            for row in self._c.execute(organizations.select().order_by(organizations.c.id))
-        ]
+        orgs = [Organization(row.id, row.name) for row in self._x.rows(_ALL["organizations"])]
         return Dataset(
             organizations=orgs,
-            users=[
-                (_user(row), row.token)
-                for row in self._c.execute(users.select().order_by(users.c.id))
-            ],
+            users=[(_user(row), row.token) for row in self._x.rows(_ALL["users"])],
             repositories=[
                 Repository(row.id, row.org_id, row.name)
-                for row in self._c.execute(repositories.select().order_by(repositories.c.id))
+                for row in self._x.rows(_ALL["repositories"])
             ],
             org_keys=[k for org in orgs for k in reversed(self.org_keys(org.id))],
             nodes=[
-                node
-                for row in self._c.execute(sa.select(nodes.c.ip).order_by(nodes.c.ip))
-                if (node := self.node(row.ip)) is not None
+                node for row in self._x.rows(_NODE_IPS) if (node := self.node(row.ip)) is not None
             ],
-            ai_keys=[
-                _ai_key(row)
-                for row in self._c.execute(
-                    repo_ai_api_keys.select().order_by(repo_ai_api_keys.c.seq)
-                )
-            ],
-            events=[
-                _event(row)
-                for row in self._c.execute(system_events.select().order_by(system_events.c.id))
-            ],
+            ai_keys=[_ai_key(row) for row in self._x.rows(_ALL["ai_keys"])],
+            events=[_event(row) for row in self._x.rows(_ALL["events"])],
             event_reads=[
                 SystemEventRead(int(row.event_id), row.user_id)
-                for row in self._c.execute(
-                    system_event_reads.select().order_by(
-                        system_event_reads.c.event_id, system_event_reads.c.user_id
-                    )
-                )
+                for row in self._x.rows(_ALL["event_reads"])
             ],
         )
 
     def clear(self) -> None:
-        for table in DATA_TABLES:
-            self._c.execute(table.delete())
+        for delete in _CLEAR:
+            self._x.run(delete)
 
     def is_empty(self) -> bool:
-        return self._c.execute(sa.select(organizations.c.id).limit(1)).first() is None
+        return self._x.first(_ANY_ORGANIZATION) is None
 
 
-READ_ONLY = "flashback_read_only"
+def _setup_sqlite(in_memory: bool) -> Callable[[Any], None]:
+    """How every SQLite connection starts, the engine's and the store's own alike."""
 
-
-def _sqlite_engine(url: sa.URL) -> Engine:
-    in_memory = url.database in (None, "", ":memory:")
-    engine = sa.create_engine(
-        url,
-        connect_args={"check_same_thread": False, "timeout": 30},
-        # One shared connection, or each thread would see its own empty database.
-        poolclass=sa.pool.StaticPool if in_memory else None,
-    )
-
-    @sa.event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Let SQLAlchemy's "begin" event decide how transactions start.
+    def setup(dbapi_connection: Any) -> None:
+        # Transactions start as the store says (BEGIN or BEGIN IMMEDIATE), not implicitly.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         if not in_memory:
@@ -610,20 +670,36 @@ def _sqlite_engine(url: sa.URL) -> Engine:
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
 
+    return setup
+
+
+def _sqlite_engine(url: sa.URL) -> Engine:
+    in_memory = url.database in (None, "", ":memory:")
+    engine = sa.create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": 30},
+        # One shared connection, or each thread would see its own empty database.
+        poolclass=sa.pool.StaticPool if in_memory else None,
+    )
+    setup = _setup_sqlite(in_memory)
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        setup(dbapi_connection)
+
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        # Writers take the write lock up front: read-then-write transactions (quota) stay
-        # atomic. Readers take none: under WAL they see a snapshot and never wait.
-        if conn.get_execution_options().get(READ_ONLY):
-            conn.exec_driver_sql("BEGIN")
-        else:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Schema changes (migrations, drop_all) take the write lock up front.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
 
 class SqlStore:
-    """SQLite or PostgreSQL through SQLAlchemy; opening one migrates its schema to the newest.
+    """SQLite or PostgreSQL; opening one migrates its schema to the newest.
+
+    SQLAlchemy owns the schema (migrations) and the PostgreSQL connections; SQLite statements
+    run on the store's own ``sqlite3`` connections (store/sql_run.py says why).
 
     With ``engine`` and ``schema`` the store lives in that PostgreSQL schema of a shared engine
     (a session's copy of the state), its tables named as usual. ``create_tables=False`` trusts
@@ -650,6 +726,14 @@ class SqlStore:
             # A session's schema: a copy of the seed for a test run, made at the newest tables.
             with self._connect() as conn:
                 metadata.create_all(conn)
+        self._sqlite = (
+            SqliteConnections(
+                self._engine,
+                _setup_sqlite(self._engine.url.database in (None, "", ":memory:")),
+            )
+            if self._in_process
+            else None
+        )
 
     @contextmanager
     def _connect(self) -> Iterator[Connection]:
@@ -659,18 +743,22 @@ class SqlStore:
             yield conn
 
     @contextmanager
-    def transaction(self) -> Iterator[SqlUnitOfWork]:
-        with self._connect() as conn:
-            yield SqlUnitOfWork(conn)
+    def _unit(self, begin: str) -> Iterator[SqlUnitOfWork]:
+        if self._sqlite is not None:
+            with self._sqlite.transaction(begin) as connection:
+                yield SqlUnitOfWork(SqliteRunner(connection, self._sqlite.dialect))
+        else:
+            with self._connect() as conn:
+                yield SqlUnitOfWork(AlchemyRunner(conn))
 
-    @contextmanager
-    def reading(self) -> Iterator[SqlUnitOfWork]:
-        with self._engine.connect() as conn:
-            conn.execution_options(**{READ_ONLY: True})
-            if self._schema is not None:
-                conn.execution_options(schema_translate_map={None: self._schema})
-            with conn.begin():
-                yield SqlUnitOfWork(conn)
+    def transaction(self) -> AbstractContextManager[SqlUnitOfWork]:
+        # SQLite writers take the write lock up front: read-then-write transactions (quota)
+        # stay atomic.
+        return self._unit("BEGIN IMMEDIATE")
+
+    def reading(self) -> AbstractContextManager[SqlUnitOfWork]:
+        # SQLite readers take none: under WAL they see a snapshot and never wait.
+        return self._unit("BEGIN")
 
     def may_wait(self, write: bool) -> bool:
         # SQLite writers queue for the file's write lock; its readers never wait.
@@ -683,6 +771,8 @@ class SqlStore:
             conn.execute(sa.text("DROP TABLE IF EXISTS alembic_version"))
 
     def close(self) -> None:
+        if self._sqlite is not None:
+            self._sqlite.close()
         if self._owns_engine:
             self._engine.dispose()
 

@@ -1,0 +1,273 @@
+"""How SQL statements run: SQLAlchemy writes them, once per dialect; this module executes them.
+
+Every statement of the store is a SQLAlchemy Core construct built once, with named bind
+parameters. Through a SQLAlchemy ``Connection`` a short SELECT costs some 100 microseconds of
+Python around the database's few: on SQLite, the in-process default store, that was most of a
+request. So on SQLite each statement is compiled once and runs on the ``sqlite3`` connection
+itself, with the type processing SQLAlchemy would apply (``UtcDateTime`` to and from text).
+PostgreSQL statements still run through SQLAlchemy, whose pool, schema translation (one schema
+per session) and psycopg handling they need, and whose overhead a network round trip dwarfs.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections import namedtuple
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Dialect, Engine
+from sqlalchemy.sql.expression import Executable
+
+Params = Mapping[str, Any]
+
+
+class PerDialect:
+    """A statement whose SQL construct differs by dialect (``INSERT ... ON CONFLICT``)."""
+
+    def __init__(self, build: Callable[[str], Executable]) -> None:
+        self._build = build
+        self._built: dict[str, Executable] = {}
+
+    def of(self, dialect: str) -> Executable:
+        built = self._built.get(dialect)
+        if built is None:
+            built = self._built[dialect] = self._build(dialect)
+        return built
+
+
+Statement = Executable | PerDialect
+
+
+class Runner(Protocol):
+    """Runs statements inside the transaction of one unit of work."""
+
+    dialect: str
+
+    def rows(self, statement: Statement, params: Params | None = None) -> list[Any]:
+        """Every row, each with its columns as attributes."""
+        ...
+
+    def first(self, statement: Statement, params: Params | None = None) -> Any | None: ...
+    def scalar(self, statement: Statement, params: Params | None = None) -> Any:
+        """The first column of the first row (None if there is no row)."""
+        ...
+
+    def run(self, statement: Statement, params: Params | None = None) -> int:
+        """Run a write; the number of rows it matched."""
+        ...
+
+    def run_many(self, statement: Statement, params: Sequence[Params]) -> None:
+        """Run a write once per parameter set, as one batch."""
+        ...
+
+
+class AlchemyRunner:
+    """Statements through a SQLAlchemy connection (PostgreSQL)."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._c = connection
+        self.dialect = connection.dialect.name
+
+    def _statement(self, statement: Statement) -> Executable:
+        return statement.of(self.dialect) if isinstance(statement, PerDialect) else statement
+
+    def rows(self, statement: Statement, params: Params | None = None) -> list[Any]:
+        return list(self._c.execute(self._statement(statement), params).all())
+
+    def first(self, statement: Statement, params: Params | None = None) -> Any | None:
+        return self._c.execute(self._statement(statement), params).first()
+
+    def scalar(self, statement: Statement, params: Params | None = None) -> Any:
+        return self._c.execute(self._statement(statement), params).scalar()
+
+    def run(self, statement: Statement, params: Params | None = None) -> int:
+        return int(self._c.execute(self._statement(statement), params).rowcount)
+
+    def run_many(self, statement: Statement, params: Sequence[Params]) -> None:
+        if params:
+            self._c.execute(self._statement(statement), list(params))
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    sql: str
+    # Bind parameter names in the order of the SQL's "?" placeholders.
+    names: tuple[str, ...]
+    # Values of parameters the statement carries itself (LIMIT 1, say).
+    defaults: dict[str, Any]
+    bind: dict[str, Callable[[Any], Any]]
+    row: Any
+    read: tuple[Callable[[Any], Any] | None, ...]
+
+    def values(self, params: Params | None) -> tuple[Any, ...]:
+        given = self.defaults if not params else {**self.defaults, **params}
+        try:
+            raw = [given[name] for name in self.names]
+        except KeyError as exc:
+            raise TypeError(f"no value for parameter {exc.args[0]!r} of: {self.sql}") from None
+        if not self.bind:
+            return tuple(raw)
+        return tuple(
+            value if (process := self.bind.get(name)) is None else process(value)
+            for name, value in zip(self.names, raw, strict=True)
+        )
+
+    def make_row(self, values: Sequence[Any]) -> Any:
+        if any(self.read):
+            values = [v if r is None else r(v) for r, v in zip(self.read, values, strict=True)]
+        return self.row._make(values)
+
+
+_compiled: dict[tuple[int, str, tuple[str, ...] | None], tuple[Executable, _Compiled]] = {}
+_compile_lock = threading.Lock()
+
+
+def _compile(statement: Executable, dialect: Dialect, keys: tuple[str, ...] | None) -> _Compiled:
+    """Compile once per statement, dialect and (for INSERTs) set of columns given."""
+    cache_key = (id(statement), dialect.name, keys)
+    cached = _compiled.get(cache_key)
+    if cached is not None and cached[0] is statement:
+        return cached[1]
+    compiled = statement.compile(dialect=dialect, column_keys=list(keys) if keys else None)  # type: ignore[attr-defined]
+    names = tuple(compiled.positiontup or ())
+    defaults: dict[str, Any] = {}
+    bind: dict[str, Callable[[Any], Any]] = {}
+    for parameter, name in compiled.bind_names.items():
+        if not parameter.required:
+            if parameter.value is None and keys is not None and name not in keys:
+                # A column default SQLAlchemy fills in at execution: give every column here.
+                raise TypeError(f"no value for column {name!r} of: {compiled.string}")
+            defaults[name] = parameter.effective_value
+        process = parameter.type.bind_processor(dialect)
+        if process is not None:
+            bind[name] = process
+    columns = list(getattr(statement, "exported_columns", ()))
+    row = namedtuple("Row", [str(c.key) for c in columns] or ["_"], rename=True)  # type: ignore[misc]
+    read = tuple(c.type.result_processor(dialect, None) for c in columns)
+    result = _Compiled(compiled.string, names, defaults, bind, row, read)
+    with _compile_lock:
+        # The statement is kept with its SQL, so its id is never reused for another.
+        _compiled[cache_key] = (statement, result)
+    return result
+
+
+def _is_insert(statement: Executable) -> bool:
+    return isinstance(statement, sa.Insert)
+
+
+class SqliteRunner:
+    """Statements compiled once and run on a ``sqlite3`` connection."""
+
+    dialect = "sqlite"
+
+    def __init__(self, connection: sqlite3.Connection, dialect: Dialect) -> None:
+        self._c = connection
+        self._dialect = dialect
+
+    def _prepare(
+        self, statement: Statement, params: Params | None
+    ) -> tuple[_Compiled, tuple[Any, ...]]:
+        if isinstance(statement, PerDialect):
+            statement = statement.of(self.dialect)
+        keys = tuple(sorted(params)) if params and _is_insert(statement) else None
+        compiled = _compile(statement, self._dialect, keys)
+        return compiled, compiled.values(params)
+
+    def rows(self, statement: Statement, params: Params | None = None) -> list[Any]:
+        compiled, values = self._prepare(statement, params)
+        return [compiled.make_row(row) for row in self._c.execute(compiled.sql, values)]
+
+    def first(self, statement: Statement, params: Params | None = None) -> Any | None:
+        compiled, values = self._prepare(statement, params)
+        row = self._c.execute(compiled.sql, values).fetchone()
+        return None if row is None else compiled.make_row(row)
+
+    def scalar(self, statement: Statement, params: Params | None = None) -> Any:
+        row = self.first(statement, params)
+        return None if row is None else row[0]
+
+    def run(self, statement: Statement, params: Params | None = None) -> int:
+        compiled, values = self._prepare(statement, params)
+        return int(self._c.execute(compiled.sql, values).rowcount)
+
+    def run_many(self, statement: Statement, params: Sequence[Params]) -> None:
+        if not params:
+            return
+        compiled, _ = self._prepare(statement, params[0])
+        self._c.executemany(compiled.sql, (compiled.values(p) for p in params))
+
+
+class SqliteConnections:
+    """``sqlite3`` connections to one database, set up like the engine's, a few per thread.
+
+    A thread reuses its connection from one transaction to the next; a transaction opened
+    inside another on the same thread gets a connection of its own. ``:memory:`` has one
+    connection (the engine's: it is the database), used by one transaction at a time.
+    """
+
+    def __init__(self, engine: Engine, setup: Callable[[sqlite3.Connection], None]) -> None:
+        self.dialect = engine.dialect
+        database = engine.url.database
+        self._path = database if database not in (None, "", ":memory:") else None
+        self._setup = setup
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        self._shared: sqlite3.Connection | None = None
+        self._shared_lock = threading.RLock()
+        if self._path is None:
+            # The engine's single connection (StaticPool) holds the in-memory database.
+            fairy = engine.raw_connection()
+            self._shared = fairy.driver_connection
+            self._fairy = fairy
+
+    def _new(self) -> sqlite3.Connection:
+        assert self._path is not None
+        connection = sqlite3.connect(
+            self._path, timeout=30, isolation_level=None, check_same_thread=False
+        )
+        self._setup(connection)
+        with self._all_lock:
+            self._all.append(connection)
+        return connection
+
+    @contextmanager
+    def transaction(self, begin: str) -> Iterator[sqlite3.Connection]:
+        """``begin`` (``BEGIN`` or ``BEGIN IMMEDIATE``), then COMMIT, or ROLLBACK on an error."""
+        if self._shared is not None:
+            with self._shared_lock:
+                yield from _in_transaction(self._shared, begin)
+            return
+        free: list[sqlite3.Connection] | None = getattr(self._local, "free", None)
+        if free is None:
+            free = self._local.free = []
+        connection = free.pop() if free else self._new()
+        try:
+            yield from _in_transaction(connection, begin)
+        finally:
+            free.append(connection)
+
+    def close(self) -> None:
+        with self._all_lock:
+            for connection in self._all:
+                connection.close()
+            self._all.clear()
+        if self._shared is not None:
+            self._fairy.close()
+            self._shared = None
+
+
+def _in_transaction(connection: sqlite3.Connection, begin: str) -> Iterator[sqlite3.Connection]:
+    connection.execute(begin)
+    try:
+        yield connection
+        connection.execute("COMMIT")
+    finally:
+        # An error in the block or in COMMIT itself: nothing of the transaction stays.
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
