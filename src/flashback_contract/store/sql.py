@@ -35,7 +35,7 @@ from flashback_contract.store.sql_run import (
     PerDialect,
     Runner,
     SqliteConnections,
-    SqliteRunner,
+    SqliteTransaction,
 )
 from flashback_contract.store.versioning import migrate
 
@@ -654,7 +654,7 @@ class SqlUnitOfWork:
         return self._x.first(_ANY_ORGANIZATION) is None
 
 
-def _setup_sqlite(in_memory: bool) -> Callable[[Any], None]:
+def sqlite_setup(in_memory: bool) -> Callable[[Any], None]:
     """How every SQLite connection starts, the engine's and the store's own alike."""
 
     def setup(dbapi_connection: Any) -> None:
@@ -681,7 +681,7 @@ def _sqlite_engine(url: sa.URL) -> Engine:
         # One shared connection, or each thread would see its own empty database.
         poolclass=sa.pool.StaticPool if in_memory else None,
     )
-    setup = _setup_sqlite(in_memory)
+    setup = sqlite_setup(in_memory)
 
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -693,6 +693,21 @@ def _sqlite_engine(url: sa.URL) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+class _SqliteUnit:
+    """A unit of work in a SQLite transaction."""
+
+    __slots__ = ("_transaction",)
+
+    def __init__(self, transaction: SqliteTransaction) -> None:
+        self._transaction = transaction
+
+    def __enter__(self) -> SqlUnitOfWork:
+        return SqlUnitOfWork(self._transaction.__enter__())
+
+    def __exit__(self, *exc: Any) -> None:
+        self._transaction.__exit__(*exc)
 
 
 class SqlStore:
@@ -729,7 +744,7 @@ class SqlStore:
         self._sqlite = (
             SqliteConnections(
                 self._engine,
-                _setup_sqlite(self._engine.url.database in (None, "", ":memory:")),
+                sqlite_setup(self._engine.url.database in (None, "", ":memory:")),
             )
             if self._in_process
             else None
@@ -742,14 +757,15 @@ class SqlStore:
                 conn.execution_options(schema_translate_map={None: self._schema})
             yield conn
 
-    @contextmanager
-    def _unit(self, begin: str) -> Iterator[SqlUnitOfWork]:
+    def _unit(self, begin: str) -> AbstractContextManager[SqlUnitOfWork]:
         if self._sqlite is not None:
-            with self._sqlite.transaction(begin) as connection:
-                yield SqlUnitOfWork(SqliteRunner(connection, self._sqlite.dialect))
-        else:
-            with self._connect() as conn:
-                yield SqlUnitOfWork(AlchemyRunner(conn))
+            return _SqliteUnit(self._sqlite.transaction(begin))
+        return self._alchemy_unit()
+
+    @contextmanager
+    def _alchemy_unit(self) -> Iterator[SqlUnitOfWork]:
+        with self._connect() as conn:
+            yield SqlUnitOfWork(AlchemyRunner(conn))
 
     def transaction(self) -> AbstractContextManager[SqlUnitOfWork]:
         # SQLite writers take the write lock up front: read-then-write transactions (quota)

@@ -14,8 +14,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections import namedtuple
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -103,9 +102,11 @@ class _Compiled:
     bind: dict[str, Callable[[Any], Any]]
     row: Any
     read: tuple[Callable[[Any], Any] | None, ...]
+    # Whether any column needs converting.
+    reads: bool
 
     def values(self, params: Params | None) -> tuple[Any, ...]:
-        given = self.defaults if not params else {**self.defaults, **params}
+        given = (params or {}) if not self.defaults else {**self.defaults, **(params or {})}
         try:
             raw = [given[name] for name in self.names]
         except KeyError as exc:
@@ -118,7 +119,7 @@ class _Compiled:
         )
 
     def make_row(self, values: Sequence[Any]) -> Any:
-        if any(self.read):
+        if self.reads:
             values = [v if r is None else r(v) for r, v in zip(self.read, values, strict=True)]
         return self.row._make(values)
 
@@ -149,7 +150,7 @@ def _compile(statement: Executable, dialect: Dialect, keys: tuple[str, ...] | No
     columns = list(getattr(statement, "exported_columns", ()))
     row = namedtuple("Row", [str(c.key) for c in columns] or ["_"], rename=True)  # type: ignore[misc]
     read = tuple(c.type.result_processor(dialect, None) for c in columns)
-    result = _Compiled(compiled.string, names, defaults, bind, row, read)
+    result = _Compiled(compiled.string, names, defaults, bind, row, read, any(read))
     with _compile_lock:
         # The statement is kept with its SQL, so its id is never reused for another.
         _compiled[cache_key] = (statement, result)
@@ -207,7 +208,8 @@ class SqliteConnections:
 
     A thread reuses its connection from one transaction to the next; a transaction opened
     inside another on the same thread gets a connection of its own. ``:memory:`` has one
-    connection (the engine's: it is the database), used by one transaction at a time.
+    connection (the engine's: it is the database), used by one thread at a time; a
+    transaction opened inside another there joins it.
     """
 
     def __init__(self, engine: Engine, setup: Callable[[sqlite3.Connection], None]) -> None:
@@ -236,21 +238,24 @@ class SqliteConnections:
             self._all.append(connection)
         return connection
 
-    @contextmanager
-    def transaction(self, begin: str) -> Iterator[sqlite3.Connection]:
+    def transaction(self, begin: str) -> SqliteTransaction:
         """``begin`` (``BEGIN`` or ``BEGIN IMMEDIATE``), then COMMIT, or ROLLBACK on an error."""
+        return SqliteTransaction(self, begin)
+
+    def acquire(self) -> sqlite3.Connection:
         if self._shared is not None:
-            with self._shared_lock:
-                yield from _in_transaction(self._shared, begin)
-            return
+            self._shared_lock.acquire()
+            return self._shared
         free: list[sqlite3.Connection] | None = getattr(self._local, "free", None)
         if free is None:
             free = self._local.free = []
-        connection = free.pop() if free else self._new()
-        try:
-            yield from _in_transaction(connection, begin)
-        finally:
-            free.append(connection)
+        return free.pop() if free else self._new()
+
+    def release(self, connection: sqlite3.Connection) -> None:
+        if self._shared is not None:
+            self._shared_lock.release()
+        else:
+            self._local.free.append(connection)
 
     def close(self) -> None:
         with self._all_lock:
@@ -262,12 +267,38 @@ class SqliteConnections:
             self._shared = None
 
 
-def _in_transaction(connection: sqlite3.Connection, begin: str) -> Iterator[sqlite3.Connection]:
-    connection.execute(begin)
-    try:
-        yield connection
-        connection.execute("COMMIT")
-    finally:
-        # An error in the block or in COMMIT itself: nothing of the transaction stays.
-        if connection.in_transaction:
-            connection.execute("ROLLBACK")
+class SqliteTransaction:
+    """One transaction on a connection of ``SqliteConnections`` (a class, not a generator:
+    every request opens one or two)."""
+
+    __slots__ = ("_begin", "_connection", "_connections", "_joined")
+
+    def __init__(self, connections: SqliteConnections, begin: str) -> None:
+        self._connections = connections
+        self._begin = begin
+
+    def __enter__(self) -> SqliteRunner:
+        connection = self._connection = self._connections.acquire()
+        # Only the shared in-memory connection can already be in a transaction of this thread.
+        self._joined = connection.in_transaction
+        if not self._joined:
+            try:
+                connection.execute(self._begin)
+            except BaseException:
+                self._connections.release(connection)
+                raise
+        return SqliteRunner(connection, self._connections.dialect)
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        connection = self._connection
+        try:
+            if not self._joined:
+                try:
+                    if exc_type is None:
+                        connection.execute("COMMIT")
+                finally:
+                    # An error in the block or in COMMIT itself: nothing of the transaction stays.
+                    if connection.in_transaction:
+                        connection.execute("ROLLBACK")
+        finally:
+            self._connections.release(connection)
