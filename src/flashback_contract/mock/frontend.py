@@ -10,7 +10,6 @@ from urllib.parse import parse_qsl
 from connexion import FlaskApp
 from connexion.exceptions import BadRequestProblem
 from connexion.middleware import MiddlewarePosition
-from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from werkzeug.datastructures import MIMEAccept
@@ -107,6 +106,17 @@ def documented_response(
     raise BadRequestProblem(detail=f"{name} documents no example for code {code}")
 
 
+def _prefer_and_accept(headers: list[tuple[bytes, bytes]]) -> tuple[str, str]:
+    """The first ``Prefer`` and ``Accept`` header values ("" when absent), in one pass."""
+    prefer = accept = None
+    for name, value in headers:
+        if name == b"prefer" and prefer is None:
+            prefer = value.decode("latin-1")
+        elif name == b"accept" and accept is None:
+            accept = value.decode("latin-1")
+    return prefer or "", accept or ""
+
+
 class PreferMiddleware:
     """Prism's ``Prefer`` header, ``--delay-ms`` and ``--fail-rate`` for the contract's operations.
 
@@ -140,9 +150,8 @@ class PreferMiddleware:
         if scope["type"] != "http" or operation is None:
             await self.app(scope, receive, send)
             return
-        headers = Headers(scope=scope)
-        preferences = parse_prefer(headers.get("prefer", ""))
-        accept = headers.get("accept", "")
+        prefer, accept = _prefer_and_accept(scope["headers"])
+        preferences = parse_prefer(prefer) if prefer else {}
         forced = preferences.get("code")
         if self.before_security:
             if forced == "401":
@@ -158,7 +167,9 @@ class PreferMiddleware:
             chosen = (override["status"], override["mediaType"], override["body"])
             await self._respond(chosen, [], preferences, scope, receive, send)
             return
-        await asyncio.sleep(self._delay_ms(preferences) / 1000)
+        delay_ms = self._delay_ms(preferences)
+        if delay_ms:
+            await asyncio.sleep(delay_ms / 1000)
         delayed = ["delay"] if "delay" in preferences else []
         if self.settings.fail_rate and random.random() < self.settings.fail_rate:
             chosen = documented_response(operation, "500", None, accept)
@@ -178,11 +189,12 @@ class PreferMiddleware:
         if self.sessions is None:
             return None
         active = active_session()
+        name = None if active is None else active.name
+        if not self.sessions.overridden(name, operation_id):
+            return None
         params = {k: v for k, v in parse_qsl(scope.get("query_string", b"").decode("latin-1"))}
         params.update({k: str(v) for k, v in scope.get("path_params", {}).items()})
-        return self.sessions.take_override(
-            None if active is None else active.name, operation_id, params
-        )
+        return self.sessions.take_override(name, operation_id, params)
 
     def _delay_ms(self, preferences: dict[str, str]) -> int:
         if "delay" not in preferences:

@@ -18,7 +18,6 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
-from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flashback_contract.domain import iso
@@ -82,9 +81,12 @@ def redact(body: Any) -> Any:
     return body
 
 
-def _journal_body(chunks: list[bytes], content_type: str) -> Any:
+def _journal_body(chunks: list[bytes], scope: Scope) -> Any:
     raw = b"".join(chunks)
-    if not raw or "json" not in content_type:
+    if not raw:
+        return None
+    content_type = next((v for h, v in scope["headers"] if h == b"content-type"), b"")
+    if b"json" not in content_type:
         return None
     try:
         return redact(json.loads(raw))
@@ -95,6 +97,8 @@ def _journal_body(chunks: list[bytes], content_type: str) -> Any:
 
 def _query(query_string: bytes) -> dict[str, str | list[str]]:
     query: dict[str, str | list[str]] = {}
+    if not query_string:
+        return query
     for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
         previous = query.get(name)
         if previous is None:
@@ -217,7 +221,6 @@ class SessionMiddleware:
         extensions = scope.get("extensions", {})
         operation = extensions.get("connexion_routing", {}).get("operation_id")
         user = extensions.get("connexion_context", {}).get("user")
-        headers = Headers(scope=scope)
         return {
             "time": iso(when),
             "session": name,
@@ -228,5 +231,5 @@ class SessionMiddleware:
             "status": status,
             "durationMs": round((time.perf_counter() - started) * 1000, 3),
             "userId": user,
-            "body": _journal_body(chunks, headers.get("content-type", "")),
+            "body": _journal_body(chunks, scope),
         }

@@ -111,6 +111,13 @@ class SessionCatalog(Protocol):
         ...
 
     def clear_overrides(self, session: str | None) -> None: ...
+    def overridden(self, session: str | None, operation_id: str) -> bool:
+        """False when no override of the session can match the operation; True when one may.
+
+        Asked on every request before ``take_override``, so it costs next to nothing.
+        """
+        ...
+
     def take_override(
         self, session: str | None, operation_id: str, params: dict[str, str]
     ) -> Override | None:
@@ -141,6 +148,11 @@ class _Overrides:
     def clear(self, session: str | None) -> None:
         self._by_session.pop(session, None)
         self._has_any = any(self._by_session.values())
+
+    def any_for(self, session: str | None, operation_id: str) -> bool:
+        return self._has_any and any(
+            o["operationId"] == operation_id for o in self._by_session.get(session, ())
+        )
 
     def take(
         self, session: str | None, operation_id: str, params: dict[str, str]
@@ -256,6 +268,10 @@ class MemorySessions:
     def clear_overrides(self, session: str | None) -> None:
         with self._lock:
             self._overrides.clear(session)
+
+    def overridden(self, session: str | None, operation_id: str) -> bool:
+        with self._lock:
+            return self._overrides.any_for(session, operation_id)
 
     def take_override(
         self, session: str | None, operation_id: str, params: dict[str, str]

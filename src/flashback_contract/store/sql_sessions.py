@@ -7,6 +7,7 @@ stores it opened and reopens one when the catalog says the session was created a
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -14,15 +15,15 @@ import shutil
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
 from flashback_contract.store.base import Store
 from flashback_contract.store.sessions import (
@@ -35,7 +36,8 @@ from flashback_contract.store.sessions import (
     SessionPolicy,
     params_match,
 )
-from flashback_contract.store.sql import SqlStore, UtcDateTime, create_engine
+from flashback_contract.store.sql import SqlStore, UtcDateTime, create_engine, sqlite_setup
+from flashback_contract.store.sql_run import AlchemyRunner, Runner, SqliteConnections
 
 # The default state's journal and overrides carry this session name.
 DEFAULT = ""
@@ -75,20 +77,83 @@ mock_overrides = sa.Table(
 )
 
 
-# Statements of every request, built once (building one costs more than running it).
-_INSERT_ENTRY = mock_requests.insert()
+# Statements of the catalog, journal and overrides, built once.
+_s = mock_sessions.c
 _TOUCH_SESSION = (
     mock_sessions.update()
     .where(
-        mock_sessions.c.name == sa.bindparam("session_name"),
-        mock_sessions.c.last_used_at > sa.bindparam("idle_since", type_=UtcDateTime),
+        _s.name == sa.bindparam("session_name"),
+        _s.last_used_at > sa.bindparam("idle_since", type_=UtcDateTime),
     )
     .values(
         last_used_at=sa.bindparam("now", type_=UtcDateTime),
-        request_count=mock_sessions.c.request_count + 1,
+        request_count=_s.request_count + 1,
     )
-    .returning(mock_sessions.c.created_at)
+    .returning(_s.created_at)
 )
+_LOCK_CATALOG = sa.text("LOCK TABLE mock_sessions IN EXCLUSIVE MODE")
+_COUNT_SESSIONS = sa.select(sa.func.count()).select_from(mock_sessions)
+_INSERT_SESSION = mock_sessions.insert()
+_IDLE_SESSIONS = sa.select(_s.name).where(_s.last_used_at <= sa.bindparam("idle_since"))
+_DELETE_SESSION = mock_sessions.delete().where(_s.name == sa.bindparam("session_name"))
+_SESSION = sa.select(_s.name).where(_s.name == sa.bindparam("session_name"))
+_ALL_SESSIONS = mock_sessions.select().order_by(_s.created_at, _s.name)
+
+_j = mock_requests.c
+_INSERT_ENTRY = mock_requests.insert().returning(_j.id)
+# Keeps the newest ``keep`` entries of a session: storage stays within the bound plus
+# TRIM_EVERY a session, and reads are exact.
+_TRIM_JOURNAL = mock_requests.delete().where(
+    _j.session == sa.bindparam("session_name"),
+    _j.id
+    < (
+        sa.select(_j.id)
+        .where(_j.session == sa.bindparam("session_name"))
+        .order_by(_j.id.desc())
+        .offset(sa.bindparam("keep", type_=sa.Integer))
+        .limit(1)
+        .scalar_subquery()
+    ),
+)
+_CLEAR_JOURNAL = mock_requests.delete()
+_CLEAR_SESSION_JOURNAL = mock_requests.delete().where(_j.session == sa.bindparam("session_name"))
+
+_o = mock_overrides.c
+_INSERT_OVERRIDE = mock_overrides.insert().returning(_o.id)
+_SESSION_OVERRIDES = (
+    mock_overrides.select().where(_o.session == sa.bindparam("session_name")).order_by(_o.id.desc())
+)
+_CLEAR_SESSION_OVERRIDES = mock_overrides.delete().where(_o.session == sa.bindparam("session_name"))
+_OVERRIDDEN = sa.select(_o.session, _o.operation_id)
+_CANDIDATES = (
+    mock_overrides.select()
+    .where(_o.session == sa.bindparam("session_name"), _o.operation_id == sa.bindparam("op"))
+    .order_by(_o.id.desc())
+)
+_CANDIDATES_FOR_UPDATE = _CANDIDATES.with_for_update()
+_DELETE_OVERRIDE = mock_overrides.delete().where(_o.id == sa.bindparam("override_id"))
+_SPEND_OVERRIDE = (
+    mock_overrides.update()
+    .where(_o.id == sa.bindparam("override_id"))
+    .values(remaining=_o.remaining - 1)
+)
+
+_JOURNAL_FILTERS = ("session", "operation_id", "method", "status")
+
+
+@functools.cache
+def _journal_query(filters: tuple[str, ...]) -> Any:
+    """The newest entries matching the filters present, the last journal_size of each session
+    (whatever trimming has not removed yet)."""
+    rank = sa.func.row_number().over(partition_by=_j.session, order_by=_j.id.desc()).label("rank")
+    conditions = [_j[name] == sa.bindparam(f"want_{name}") for name in filters]
+    kept = sa.select(_j.id, _j.entry, rank).where(*conditions).subquery()
+    return (
+        sa.select(kept.c.id, kept.c.entry)
+        .where(kept.c.rank <= sa.bindparam("size", type_=sa.Integer))
+        .order_by(kept.c.id.desc())
+        .limit(sa.bindparam("limit", type_=sa.Integer))
+    )
 
 
 def _key(session: str | None) -> str:
@@ -230,13 +295,27 @@ class _ControlEngines:
         return {self.catalog, self.journal, self.overrides}
 
 
+def _control_setup(engine: Engine) -> Callable[[Any], None]:
+    """How a SQLite control database's connections start: as a store's, but files skip fsync."""
+    in_memory = engine.url.database in (None, "", ":memory:")
+    setup = sqlite_setup(in_memory)
+
+    def control_setup(dbapi_connection: Any) -> None:
+        setup(dbapi_connection)
+        if not in_memory:
+            # Test bookkeeping need not survive a power cut; every request writes some of it.
+            dbapi_connection.execute("PRAGMA synchronous=OFF")
+
+    return control_setup
+
+
 def _fast_sqlite(path: Path) -> Engine:
     engine = create_engine(f"sqlite:///{path}")
+    setup = _control_setup(engine)
 
     @sa.event.listens_for(engine, "connect")
     def _no_fsync(dbapi_connection: Any, _record: Any) -> None:
-        # Test bookkeeping need not survive a power cut; every request writes some of it.
-        dbapi_connection.execute("PRAGMA synchronous=OFF")
+        setup(dbapi_connection)
 
     return engine
 
@@ -278,6 +357,30 @@ class _ChangeWatch:
         self._connection.close()
 
 
+class _Control:
+    """Transactions on one control database: SQLite through its own connections, as the
+    store's, or PostgreSQL through SQLAlchemy."""
+
+    def __init__(self, engine: Engine, setup: Callable[[Any], None] | None) -> None:
+        self.engine = engine
+        self._sqlite = None if setup is None else SqliteConnections(engine, setup)
+
+    def __call__(self) -> AbstractContextManager[Runner]:
+        if self._sqlite is not None:
+            return self._sqlite.transaction("BEGIN IMMEDIATE")
+        return self._alchemy()
+
+    @contextmanager
+    def _alchemy(self) -> Iterator[Runner]:
+        with self.engine.begin() as conn:
+            yield AlchemyRunner(conn)
+
+    def close(self) -> None:
+        if self._sqlite is not None:
+            self._sqlite.close()
+        self.engine.dispose()
+
+
 class SqlSessions:
     """Sessions, journal and overrides in SQL, visible to every process on the same database."""
 
@@ -285,15 +388,22 @@ class SqlSessions:
         self.policy = policy
         self._default = default
         self._engines = _control_engines(store_url)
-        self._engine = self._engines.catalog
         for engine in self._engines.all():
             control_metadata.create_all(engine)
-        self._postgres = self._engine.dialect.name == "postgresql"
+        self._postgres = self._engines.catalog.dialect.name == "postgresql"
+        controls = {
+            engine: _Control(engine, None if self._postgres else _control_setup(engine))
+            for engine in self._engines.all()
+        }
+        self._catalog = controls[self._engines.catalog]
+        self._journal = controls[self._engines.journal]
+        self._overrides_db = controls[self._engines.overrides]
+        self._controls = list(controls.values())
         self._data: _SessionData
         if self._engines.directory is not None:
             self._data = _SqliteFiles(self._engines.directory, seed)
         elif self._postgres:
-            self._data = _PostgresSchemas(store_url, self._engine, seed)
+            self._data = _PostgresSchemas(store_url, self._engines.catalog, seed)
         else:
             self._data = _SqliteInMemory(seed)
         # SQLite: which (session, operationId) pairs have overrides, re-read only after a commit
@@ -308,22 +418,17 @@ class SqlSessions:
         self._open: dict[str, tuple[datetime, Store]] = {}
         self._lock = threading.Lock()
 
-    @contextmanager
-    def _control(self, engine: Engine | None = None) -> Iterator[Connection]:
-        with (engine or self._engine).begin() as conn:
-            yield conn
-
-    def _lock_catalog(self, conn: Connection) -> None:
+    def _lock_catalog(self, x: Runner) -> None:
         # SQLite's BEGIN IMMEDIATE already serialises writers; PostgreSQL needs a lock.
         if self._postgres:
-            conn.execute(sa.text("LOCK TABLE mock_sessions IN EXCLUSIVE MODE"))
+            x.run(_LOCK_CATALOG)
 
     # -- sessions ----------------------------------------------------------------
     def use(self, name: str | None, now: datetime) -> Store:
         if name is None:
             return self._default
-        with self._control() as conn:
-            created_at = self._touch(conn, name, now)
+        with self._catalog() as x:
+            created_at = self._touch(x, name, now)
         if created_at is None:
             created_at = self._create(name, now)
         with self._lock:
@@ -336,44 +441,37 @@ class SqlSessions:
             self._open[name] = (created_at, store)
             return store
 
-    def _touch(self, conn: Connection, name: str, now: datetime) -> datetime | None:
+    def _touch(self, x: Runner, name: str, now: datetime) -> datetime | None:
         """Count a request of a live session; its creation time, or None if it is not live."""
         # An expired session nothing swept yet is not live: its next use starts anew.
-        created_at: datetime | None = conn.execute(
+        created_at: datetime | None = x.scalar(
             _TOUCH_SESSION, {"session_name": name, "now": now, "idle_since": now - self.policy.ttl}
-        ).scalar()
+        )
         return created_at
 
     def _create(self, name: str, now: datetime) -> datetime:
-        with self._control() as conn:
-            self._lock_catalog(conn)
-            existing = self._touch(conn, name, now)
+        with self._catalog() as x:
+            self._lock_catalog(x)
+            existing = self._touch(x, name, now)
             if existing is not None:  # another process created it meanwhile
                 return existing
-            self._expire(conn, now)
-            live = conn.execute(sa.select(sa.func.count()).select_from(mock_sessions)).scalar_one()
-            if live >= self.policy.max_sessions:
+            self._expire(x, now)
+            if int(x.scalar(_COUNT_SESSIONS)) >= self.policy.max_sessions:
                 raise SessionLimitReached(name)
             self._data.create(name)
-            conn.execute(
-                mock_sessions.insert().values(
-                    name=name, created_at=now, last_used_at=now, request_count=1
-                )
+            x.run(
+                _INSERT_SESSION,
+                {"name": name, "created_at": now, "last_used_at": now, "request_count": 1},
             )
             self._forget_rows(name)
         return now
 
-    def _expire(self, conn: Connection, now: datetime) -> None:
-        idle = conn.execute(
-            sa.select(mock_sessions.c.name).where(
-                mock_sessions.c.last_used_at <= now - self.policy.ttl
-            )
-        ).scalars()
-        for name in list(idle):
-            self._remove(conn, name)
+    def _expire(self, x: Runner, now: datetime) -> None:
+        for row in x.rows(_IDLE_SESSIONS, {"idle_since": now - self.policy.ttl}):
+            self._remove(x, row.name)
 
-    def _remove(self, conn: Connection, name: str) -> None:
-        conn.execute(mock_sessions.delete().where(mock_sessions.c.name == name))
+    def _remove(self, x: Runner, name: str) -> None:
+        x.run(_DELETE_SESSION, {"session_name": name})
         self._forget_rows(name)
         with self._lock:
             cached = self._open.pop(name, None)
@@ -382,29 +480,24 @@ class SqlSessions:
         self._data.remove(name)
 
     def _forget_rows(self, name: str) -> None:
-        with self._control(self._engines.journal) as conn:
-            conn.execute(mock_requests.delete().where(mock_requests.c.session == name))
-        with self._control(self._engines.overrides) as conn:
-            conn.execute(mock_overrides.delete().where(mock_overrides.c.session == name))
+        with self._journal() as x:
+            x.run(_CLEAR_SESSION_JOURNAL, {"session_name": name})
+        with self._overrides_db() as x:
+            x.run(_CLEAR_SESSION_OVERRIDES, {"session_name": name})
 
     def sessions(self, now: datetime) -> list[SessionInfo]:
-        with self._control() as conn:
-            self._lock_catalog(conn)
-            self._expire(conn, now)
-            rows = conn.execute(
-                mock_sessions.select().order_by(mock_sessions.c.created_at, mock_sessions.c.name)
-            ).all()
+        with self._catalog() as x:
+            self._lock_catalog(x)
+            self._expire(x, now)
+            rows = x.rows(_ALL_SESSIONS)
         return [SessionInfo(r.name, r.created_at, r.last_used_at, r.request_count) for r in rows]
 
     def drop(self, name: str) -> bool:
-        with self._control() as conn:
-            self._lock_catalog(conn)
-            known = conn.execute(
-                sa.select(mock_sessions.c.name).where(mock_sessions.c.name == name)
-            ).first()
-            if known is None:
+        with self._catalog() as x:
+            self._lock_catalog(x)
+            if x.first(_SESSION, {"session_name": name}) is None:
                 return False
-            self._remove(conn, name)
+            self._remove(x, name)
         return True
 
     # -- journal -------------------------------------------------------------------
@@ -413,9 +506,8 @@ class SqlSessions:
         if size <= 0:
             return
         session = _key(entry["session"])
-        t = mock_requests
-        with self._control(self._engines.journal) as conn:
-            entry_id = conn.execute(
+        with self._journal() as x:
+            entry_id = x.scalar(
                 _INSERT_ENTRY,
                 {
                     "session": session,
@@ -424,75 +516,50 @@ class SqlSessions:
                     "status": entry["status"],
                     "entry": json.dumps(entry),
                 },
-            ).inserted_primary_key
-            if entry_id is not None and entry_id[0] % TRIM_EVERY == 0:
-                # Storage stays within the bound plus TRIM_EVERY a session; reads are exact.
-                oldest_kept = (
-                    sa.select(t.c.id)
-                    .where(t.c.session == session)
-                    .order_by(t.c.id.desc())
-                    .offset(size - 1)
-                    .limit(1)
-                    .scalar_subquery()
-                )
-                conn.execute(t.delete().where(t.c.session == session, t.c.id < oldest_kept))
+            )
+            if entry_id is not None and entry_id % TRIM_EVERY == 0:
+                x.run(_TRIM_JOURNAL, {"session_name": session, "keep": size - 1})
 
     def requests(self, query: JournalQuery) -> list[JournalEntry]:
-        t = mock_requests
-        conditions = []
-        if not query.all_sessions:
-            conditions.append(t.c.session == _key(query.session))
-        if query.operation_id is not None:
-            conditions.append(t.c.operation_id == query.operation_id)
-        if query.method is not None:
-            conditions.append(t.c.method == query.method)
-        if query.status is not None:
-            conditions.append(t.c.status == query.status)
-        # The last journal_size of each session, whatever trimming has not removed yet.
-        rank = (
-            sa.func.row_number()
-            .over(partition_by=t.c.session, order_by=t.c.id.desc())
-            .label("rank")
-        )
-        kept = sa.select(t.c.id, t.c.entry, rank).where(*conditions).subquery()
-        with self._control(self._engines.journal) as conn:
-            rows = conn.execute(
-                sa.select(kept.c.id, kept.c.entry)
-                .where(kept.c.rank <= self.policy.journal_size)
-                .order_by(kept.c.id.desc())
-                .limit(query.limit)
-            ).all()
+        wanted: dict[str, Any] = {
+            "session": None if query.all_sessions else _key(query.session),
+            "operation_id": query.operation_id,
+            "method": query.method,
+            "status": query.status,
+        }
+        filters = tuple(name for name in _JOURNAL_FILTERS if wanted[name] is not None)
+        params = {f"want_{name}": wanted[name] for name in filters}
+        with self._journal() as x:
+            rows = x.rows(
+                _journal_query(filters),
+                {**params, "size": self.policy.journal_size, "limit": query.limit},
+            )
         return [{**json.loads(row.entry), "id": row.id} for row in rows]
 
     def clear_requests(self, session: str | None, all_sessions: bool) -> None:
-        with self._control(self._engines.journal) as conn:
-            delete = mock_requests.delete()
-            if not all_sessions:
-                delete = delete.where(mock_requests.c.session == _key(session))
-            conn.execute(delete)
+        with self._journal() as x:
+            if all_sessions:
+                x.run(_CLEAR_JOURNAL)
+            else:
+                x.run(_CLEAR_SESSION_JOURNAL, {"session_name": _key(session)})
 
     # -- overrides -----------------------------------------------------------------
     def add_override(self, session: str | None, override: Override) -> Override:
-        with self._control(self._engines.overrides) as conn:
-            override_id = conn.execute(
-                mock_overrides.insert()
-                .values(
-                    session=_key(session),
-                    operation_id=override["operationId"],
-                    remaining=override["remaining"],
-                    override=json.dumps(override),
-                )
-                .returning(mock_overrides.c.id)
-            ).scalar_one()
+        with self._overrides_db() as x:
+            override_id = x.scalar(
+                _INSERT_OVERRIDE,
+                {
+                    "session": _key(session),
+                    "operation_id": override["operationId"],
+                    "remaining": override["remaining"],
+                    "override": json.dumps(override),
+                },
+            )
         return {**override, "id": override_id}
 
     def overrides(self, session: str | None) -> list[Override]:
-        with self._control(self._engines.overrides) as conn:
-            rows = conn.execute(
-                mock_overrides.select()
-                .where(mock_overrides.c.session == _key(session))
-                .order_by(mock_overrides.c.id.desc())
-            ).all()
+        with self._overrides_db() as x:
+            rows = x.rows(_SESSION_OVERRIDES, {"session_name": _key(session)})
         return [self._override(row) for row in rows]
 
     @staticmethod
@@ -500,46 +567,42 @@ class SqlSessions:
         return {**json.loads(row.override), "id": row.id, "remaining": row.remaining}
 
     def clear_overrides(self, session: str | None) -> None:
-        with self._control(self._engines.overrides) as conn:
-            conn.execute(mock_overrides.delete().where(mock_overrides.c.session == _key(session)))
+        with self._overrides_db() as x:
+            x.run(_CLEAR_SESSION_OVERRIDES, {"session_name": _key(session)})
 
     def _overridden_now(self) -> frozenset[tuple[str, str]]:
         """The (session, operationId) pairs with overrides, read again after any commit."""
         assert self._watch is not None
         with self._watch.lock:
             if self._watch.changed():
-                with self._control(self._engines.overrides) as conn:
-                    t = mock_overrides
-                    pairs = conn.execute(sa.select(t.c.session, t.c.operation_id)).all()
+                with self._overrides_db() as x:
+                    pairs = x.rows(_OVERRIDDEN)
                 self._overridden = frozenset((row.session, row.operation_id) for row in pairs)
             return self._overridden
+
+    def overridden(self, session: str | None, operation_id: str) -> bool:
+        # PostgreSQL: no cheap way to know, take_override reads.
+        return self._watch is None or (_key(session), operation_id) in self._overridden_now()
 
     def take_override(
         self, session: str | None, operation_id: str, params: dict[str, str]
     ) -> Override | None:
-        t = mock_overrides
-        if self._watch is not None and (_key(session), operation_id) not in self._overridden_now():
+        if not self.overridden(session, operation_id):
             return None
-        with self._control(self._engines.overrides) as conn:
-            query = (
-                t.select()
-                .where(t.c.session == _key(session), t.c.operation_id == operation_id)
-                .order_by(t.c.id.desc())
+        with self._overrides_db() as x:
+            # FOR UPDATE on PostgreSQL: racing requests spend one use each.
+            candidates = x.rows(
+                _CANDIDATES_FOR_UPDATE if self._postgres else _CANDIDATES,
+                {"session_name": _key(session), "op": operation_id},
             )
-            if self._postgres:
-                query = query.with_for_update()
-            for row in conn.execute(query).all():
+            for row in candidates:
                 override = self._override(row)
                 if not params_match(override.get("params") or {}, params):
                     continue
                 if row.remaining is not None:
                     override["remaining"] = row.remaining - 1
-                    if row.remaining <= 1:
-                        conn.execute(t.delete().where(t.c.id == row.id))
-                    else:
-                        conn.execute(
-                            t.update().where(t.c.id == row.id).values(remaining=t.c.remaining - 1)
-                        )
+                    spend = _DELETE_OVERRIDE if row.remaining <= 1 else _SPEND_OVERRIDE
+                    x.run(spend, {"override_id": row.id})
                 return override
         return None
 
@@ -551,5 +614,5 @@ class SqlSessions:
         self._data.close()
         if self._watch is not None:
             self._watch.close()
-        for engine in self._engines.all():
-            engine.dispose()
+        for control in self._controls:
+            control.close()
