@@ -1,0 +1,116 @@
+"""The SQLite store's own connections: this process's writers take turns, readers never wait."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from flashback_contract.store.sql import create_engine, sqlite_setup
+from flashback_contract.store.sql_run import SqliteConnections
+
+COUNT = sa.text("SELECT count(*) FROM t")
+INSERT = sa.text("INSERT INTO t (v) VALUES (:v)")
+
+
+@pytest.fixture
+def connections(tmp_path: Path) -> Iterator[SqliteConnections]:
+    engine = create_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (v INTEGER)")
+    setup = sqlite_setup(in_memory=False)
+
+    def impatient(connection: Any) -> None:
+        setup(connection)
+        # SQLite's own wait for the file's lock, far shorter than a writer below holds it.
+        connection.execute("PRAGMA busy_timeout=50")
+
+    result = SqliteConnections(engine, impatient)
+    yield result
+    result.close()
+    engine.dispose()
+
+
+def _in_thread(work: Any) -> tuple[threading.Thread, list[BaseException]]:
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, errors
+
+
+def test_a_writer_waits_its_turn_however_long_the_one_before_it_holds_the_lock(
+    connections: SqliteConnections,
+) -> None:
+    """Without the process's queue, the second writer gives up after SQLite's busy timeout."""
+
+    def second_writer() -> None:
+        with connections.transaction("BEGIN IMMEDIATE") as x:
+            x.run(INSERT, {"v": 2})
+
+    with connections.transaction("BEGIN IMMEDIATE") as x:
+        x.run(INSERT, {"v": 1})
+        thread, errors = _in_thread(second_writer)
+        thread.join(0.5)  # ten times the busy timeout
+        assert thread.is_alive()
+    thread.join(10)
+
+    assert errors == []
+    with connections.transaction("BEGIN") as x:
+        assert x.scalar(COUNT) == 2
+
+
+def test_a_reader_does_not_wait_for_the_writers_queue(connections: SqliteConnections) -> None:
+    seen: list[int] = []
+
+    def reader() -> None:
+        with connections.transaction("BEGIN") as x:
+            seen.append(x.scalar(COUNT))
+
+    with connections.transaction("BEGIN IMMEDIATE") as x:
+        x.run(INSERT, {"v": 1})
+        thread, errors = _in_thread(reader)
+        thread.join(10)
+        # Finished while the writer is still open, and saw the last committed state.
+        assert not thread.is_alive()
+
+    assert errors == []
+    assert seen == [0]
+
+
+def test_a_failed_begin_leaves_the_queue_free(
+    connections: SqliteConnections, tmp_path: Path
+) -> None:
+    """Another process holds the file's lock past the busy timeout: this writer fails, and
+    the next one of this process is not stuck behind it."""
+    holder = sqlite3.connect(tmp_path / "db.sqlite3", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with (
+            pytest.raises(sqlite3.OperationalError, match="locked"),
+            connections.transaction("BEGIN IMMEDIATE"),
+        ):
+            pass
+    finally:
+        holder.rollback()
+        holder.close()
+
+    def next_writer() -> None:
+        with connections.transaction("BEGIN IMMEDIATE") as x:
+            x.run(INSERT, {"v": 1})
+
+    thread, errors = _in_thread(next_writer)
+    thread.join(10)
+    assert not thread.is_alive()
+    assert errors == []
