@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 from collections.abc import Iterator
@@ -83,6 +84,56 @@ def test_the_body_limit_is_configurable(store: Store) -> None:
 
     assert small.status_code == 400  # read, parsed and refused as JSON
     assert_refused(large, 413, "Request body is larger than 32 bytes")
+
+
+def _export(client: TestClient, prefix: str = "") -> dict[str, Any]:
+    response = client.get(f"{prefix}/__mock/state", headers=bearer("control-secret"))
+    assert response.status_code == 200, response.text
+    state: dict[str, Any] = response.json()
+    return state
+
+
+@pytest.mark.parametrize("prefix", ["", "/__session/big-import"])
+def test_a_state_import_is_bounded_by_the_import_limit_not_the_body_limit(
+    store: Store, prefix: str
+) -> None:
+    """A seed document outgrows the per-request bound long before the import's own."""
+    settings = Settings(store_url="memory://", control_token="control-secret", max_body_bytes=1024)
+    app = create_app(settings, store=store)
+    with TestClient(app) as client:
+        state = _export(client, prefix)
+        state["organizations"][0]["name"] = "Acme, imported"
+        body = json.dumps(state).encode()
+        assert len(body) > settings.max_body_bytes
+
+        imported = client.post(
+            f"{prefix}/__mock/state", content=body, headers={**bearer("control-secret"), **JSON}
+        )
+        # Every other operation keeps the per-request bound.
+        create = client.post(
+            f"{prefix}{AI_KEYS}",
+            content=b'{"name": "' + b"a" * 2048 + b'", "aiType": "OPENAI"}',
+            headers={**bearer(OWNER), **JSON},
+        )
+
+        assert imported.status_code == 200, imported.text
+        assert _export(client, prefix)["organizations"][0]["name"] == "Acme, imported"
+        assert_refused(create, 413, "Request body is larger than 1024 bytes")
+
+
+def test_a_state_import_over_the_import_limit_is_413_and_changes_nothing(store: Store) -> None:
+    settings = Settings(
+        store_url="memory://", control_token="control-secret", max_import_bytes=2048
+    )
+    app = create_app(settings, store=store)
+    with TestClient(app) as client:
+        before = _export(client)
+        state = {**before, "organizations": [*before["organizations"], {"id": "o" * 3000}]}
+
+        response = client.post("/__mock/state", json=state, headers=bearer("control-secret"))
+
+        assert_refused(response, 413, "Request body is larger than 2048 bytes")
+        assert _export(client) == before
 
 
 def test_a_streamed_body_over_the_limit_is_413_whatever_its_headers_say(store: Store) -> None:

@@ -114,6 +114,7 @@ def _serve(args: argparse.Namespace) -> int:
         delay_ms=args.delay_ms,
         fail_rate=args.fail_rate,
         max_body_bytes=args.max_body_bytes,
+        max_import_bytes=args.max_import_bytes,
         log_format=args.log_format,
         max_sessions=args.max_sessions,
         session_ttl_seconds=args.session_ttl,
@@ -450,6 +451,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="larger request bodies are refused with 413 (default 1048576)",
+    )
+    serve.add_argument(
+        "--max-import-bytes",
+        type=int,
+        default=None,
+        help="the same bound for a seed sent to POST /__mock/state (default 67108864)",
     )
     serve.add_argument(
         "--max-sessions",

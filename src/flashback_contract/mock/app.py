@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import yaml
 from connexion import FlaskApp
@@ -46,6 +47,16 @@ THREADED_OPERATIONS = frozenset({"generateOrgKey", "resetState", "importState", 
 def control_spec_path() -> Path:
     """Path of ``mock-control.yaml``, the mock's own control API (always in the package)."""
     return Path(str(resources.files(__package__).joinpath("mock-control.yaml")))
+
+
+def large_body_routes(base_path: str, spec: dict[str, Any]) -> set[tuple[str, str]]:
+    """(METHOD, path) of the operations marked ``x-large-body``: their bodies are documents."""
+    return {
+        (method.upper(), base_path + path)
+        for path, item in spec["paths"].items()
+        for method, op in item.items()
+        if isinstance(op, dict) and op.get("x-large-body")
+    }
 
 
 def runs_in_thread(store: Store) -> Callable[[Scope], bool]:
@@ -136,5 +147,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         RequestLimits,
         position=MiddlewarePosition.BEFORE_EXCEPTION,
         max_body_bytes=settings.max_body_bytes,
+        large_bodies=dict.fromkeys(
+            large_body_routes(frontend.CONTROL_BASE_PATH, control_spec), settings.max_import_bytes
+        ),
     )
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from connexion.datastructures import MediaTypeDict
@@ -34,12 +35,20 @@ class RequestLimits:
     """Refuse oversized requests before anything parses them: 414, 431 and 413.
 
     A body is read here (up to the limit) and replayed, so its streamed size is bounded
-    whether or not it announced a Content-Length.
+    whether or not it announced a Content-Length. ``large_bodies`` maps ``(method, path)`` to
+    a larger limit for the operations whose bodies are whole documents (a seed import).
     """
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        large_bodies: Mapping[tuple[str, str], int] | None = None,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.large_bodies = dict(large_bodies or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -64,20 +73,21 @@ class RequestLimits:
         if size > MAX_HEADER_BYTES:
             await _refuse(send, 431, HEADERS_TOO_LARGE)
             return
-        if announced is not None and announced > self.max_body_bytes:
-            await _refuse(send, 413, BODY_TOO_LARGE.format(limit=self.max_body_bytes))
-            return
         if not announced and not streamed:
             await self.app(scope, receive, send)
             return
-        messages = await self._read_body(receive)
+        limit = self.large_bodies.get((scope["method"], scope["path"]), self.max_body_bytes)
+        if announced is not None and announced > limit:
+            await _refuse(send, 413, BODY_TOO_LARGE.format(limit=limit))
+            return
+        messages = await self._read_body(receive, limit)
         if messages is None:
-            await _refuse(send, 413, BODY_TOO_LARGE.format(limit=self.max_body_bytes))
+            await _refuse(send, 413, BODY_TOO_LARGE.format(limit=limit))
             return
         await self.app(scope, _replay(messages, receive), send)
 
-    async def _read_body(self, receive: Receive) -> list[Message] | None:
-        """The body's messages, or None once they exceed the limit."""
+    async def _read_body(self, receive: Receive, limit: int) -> list[Message] | None:
+        """The body's messages, or None once they exceed ``limit``."""
         messages: list[Message] = []
         size = 0
         while True:
@@ -86,7 +96,7 @@ class RequestLimits:
             if message["type"] != "http.request":
                 return messages
             size += len(message.get("body", b""))
-            if size > self.max_body_bytes:
+            if size > limit:
                 return None
             if not message.get("more_body", False):
                 return messages

@@ -36,6 +36,8 @@ class Settings:
     node_clock_skew_seconds: int = 300
     # Larger request bodies are refused with 413 before anything parses them.
     max_body_bytes: int = 1024 * 1024
+    # The bound for operations marked `x-large-body` (importState: a whole seed document).
+    max_import_bytes: int = 64 * 1024 * 1024
     # Sessions (/__session/{name}/ or X-Mock-Session): how many at once, how long an idle one
     # lives, and how many requests each journal keeps (0 turns the journal off).
     max_sessions: int = 100
@@ -65,6 +67,8 @@ class Settings:
             values["node_clock_skew_seconds"] = int(os.environ["FLASHBACK_NODE_CLOCK_SKEW"])
         if "FLASHBACK_MAX_BODY_BYTES" in os.environ:
             values["max_body_bytes"] = int(os.environ["FLASHBACK_MAX_BODY_BYTES"])
+        if "FLASHBACK_MAX_IMPORT_BYTES" in os.environ:
+            values["max_import_bytes"] = int(os.environ["FLASHBACK_MAX_IMPORT_BYTES"])
         if os.environ.get("FLASHBACK_JWT_SECRET"):
             values["jwt_secret"] = os.environ["FLASHBACK_JWT_SECRET"]
         if os.environ.get("FLASHBACK_CONTROL_TOKEN"):
