@@ -140,6 +140,35 @@ def test_framework_chatter_only_at_debug(
     assert [r for r in caplog.records if r.name.startswith("connexion")]
 
 
+def test_handlers_are_decorated_once_not_on_every_request(
+    make_app: Callable[..., FlaskApp], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """connexion would inspect each handler's signature anew for every request it routes."""
+    import connexion.decorators.parameter as parameter
+
+    inspected: list[object] = []
+    original = parameter.inspect_function_arguments
+
+    def counting(function: Callable[..., object]) -> tuple[list[str], bool]:
+        inspected.append(function)
+        return original(function)
+
+    with make_app().test_client() as client:
+        assert client.get(OWN_KEYS, headers=bearer(OWNER)).status_code == 200
+        monkeypatch.setattr(parameter, "inspect_function_arguments", counting)
+        for path in (OWN_KEYS, "/organization/org-globex/key", "/repo/repo-acme-main/ai/apikey"):
+            response = client.get(path, headers=bearer(OWNER))
+            assert response.status_code in (200, 403), response.text
+        created = client.post(
+            "/repo/repo-acme-main/ai/apikey",
+            headers=bearer(OWNER),
+            json={"name": "once", "aiType": "OPENAI"},
+        )
+
+    assert created.status_code == 201, created.text
+    assert inspected == []
+
+
 def test_operations_that_always_block_run_in_a_thread() -> None:
     assert "generateOrgKey" in THREADED_OPERATIONS  # RSA key generation
 

@@ -113,7 +113,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     )
     # In place of a2wsgi's thread pool for every request (see bridge.py).
     flask_app = app._middleware_app
-    flask_app.asgi_app = FlaskBridge(flask_app.app.wsgi_app, runs_in_thread(store))
+    flask_app.asgi_app = FlaskBridge(flask_app.app.wsgi_app, runs_in_thread(store), flask_app.app)
     # Before the contract: an API at base path "" would match /__mock/ paths too.
     app.add_api(
         control_spec_path(),

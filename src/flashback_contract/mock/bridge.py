@@ -17,7 +17,10 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
+import flask
 from a2wsgi.wsgi import build_environ
+from connexion.apps.flask import FlaskOperation
+from connexion.decorators import FlaskDecorator
 from starlette.types import Receive, Scope, Send
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -32,25 +35,72 @@ def operation_of(scope: Scope) -> str | None:
     return None if routed is None else str(routed).rsplit(".", 1)[-1]
 
 
+class PreparedOperation:
+    """A connexion ``FlaskOperation`` whose decorators are built once, not on every request.
+
+    connexion builds the operation's decorator stack anew for each request it routes to Flask:
+    a ``FlaskDecorator``, its parameter decorator (``inspect.signature`` of the handler) and
+    its response decorator. None of it depends on the request, which the decorated function
+    reads when called (through connexion's context), so it is built here at start-up. The
+    call itself is connexion's ``WSGIDecorator`` wrapper.
+    """
+
+    def __init__(self, operation: FlaskOperation) -> None:
+        self._decorator = FlaskDecorator(
+            pythonic_params=operation.pythonic_params, jsonifier=operation.jsonifier
+        )
+        self._decorated = self._decorator.decorate(operation._fn)
+        functools.update_wrapper(self, operation)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        decorator = self._decorator
+        request = decorator.framework.get_request(uri_parser=decorator.uri_parser)
+        return self._decorated(request)
+
+
+def prepare_operations(app: flask.Flask) -> None:
+    """Every contract operation's Flask view as a ``PreparedOperation``."""
+    for endpoint, view in app.view_functions.items():
+        if isinstance(view, FlaskOperation):
+            app.view_functions[endpoint] = PreparedOperation(view)
+
+
 class FlaskBridge:
     """The ASGI face of the Flask app, in place of connexion's a2wsgi ``WSGIMiddleware``.
 
     ``in_thread(scope)`` decides, per request, whether the Flask app runs in a worker thread.
     ``app`` stays the wrapped WSGI app, as connexion's ``add_wsgi_middleware`` expects.
+    ``flask_app``'s operations are prepared (``prepare_operations``) before the first request:
+    connexion registers them only when it builds its middleware, on the first call.
     """
 
-    def __init__(self, app: WsgiApp, in_thread: Callable[[Scope], bool], workers: int = 10) -> None:
+    def __init__(
+        self,
+        app: WsgiApp,
+        in_thread: Callable[[Scope], bool],
+        flask_app: flask.Flask,
+        workers: int = 10,
+    ) -> None:
         self.app = app
         self.in_thread = in_thread
+        self._unprepared: flask.Flask | None = flask_app
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="flask")
+
+    def _prepare(self) -> None:
+        if self._unprepared is not None:
+            prepare_operations(self._unprepared)
+            self._unprepared = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
+            self._prepare()
             await _lifespan(receive, send)
             return
         if scope["type"] != "http":
             await send({"type": "websocket.close", "code": 1000})
             return
+        if self._unprepared is not None:
+            self._prepare()
         body = await _read_body(receive)
         environ = cast(dict[str, Any], build_environ(cast(Any, scope), cast(Any, io.BytesIO(body))))
         if self.in_thread(scope):
