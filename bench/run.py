@@ -150,10 +150,11 @@ def running(command: list[str], url: str, env: dict[str, str] | None = None) -> 
         yield url
 
 
-def mock(store: str, *extra: str) -> tuple[list[str], str]:
+def mock(store: str, *extra: str, log_level: str = "warning") -> tuple[list[str], str]:
+    """The mock's command; its access lines (serve's default, level info) off unless asked."""
     port = free_port()
     command = [str(ROOT / ".venv/bin/flashback-contract"), "serve", "--port", str(port)]
-    command += ["--store", store, "--log-level", "warning", *extra]
+    command += ["--store", store, "--log-level", log_level, *extra]
     return command, f"http://127.0.0.1:{port}"
 
 
@@ -300,6 +301,8 @@ def main() -> int:
                 f"sqlite:///{tmp}/bench-nojournal.sqlite3", "--journal-size", "0"
             )
             contenders["mock, memory://, no journal"] = mock("memory://", "--journal-size", "0")
+            # serve's default level: one access line per request, to stderr (/dev/null here).
+            contenders["mock, memory://, access log on"] = mock("memory://", log_level="info")
             if pg_url:
                 contenders["mock, PostgreSQL"] = mock(pg_url)
             contenders["Prism 5 (stateless)"] = prism()
