@@ -405,3 +405,13 @@ def test_a_yaml_import_with_an_ampersand_in_a_value_is_still_read(store: Store) 
 
     assert response.status_code == 200, response.text
     assert [o.name for o in snapshot(store).organizations] == ["Smith & Sons"]
+
+
+def test_a_large_body_mark_on_a_path_with_parameters_is_refused_at_start_up() -> None:
+    """The limits compare paths as they are: a templated one would never match."""
+    from flashback_contract.mock.app import large_body_routes
+
+    spec = {"paths": {"/state": {"post": {"x-large-body": True}}, "/a/{id}": {"put": {}}}}
+    assert large_body_routes("/__mock", spec) == {("POST", "/__mock/state")}
+    with pytest.raises(ValueError, match=r"/a/\{id\}"):
+        large_body_routes("", {"paths": {"/a/{id}": {"put": {"x-large-body": True}}}})

@@ -50,13 +50,21 @@ def control_spec_path() -> Path:
 
 
 def large_body_routes(base_path: str, spec: dict[str, Any]) -> set[tuple[str, str]]:
-    """(METHOD, path) of the operations marked ``x-large-body``: their bodies are documents."""
-    return {
+    """(METHOD, path) of the operations marked ``x-large-body``: their bodies are documents.
+
+    The limits compare a request's path to these as they are, so a marked path takes no
+    parameters: one that does is refused here rather than silently never matched.
+    """
+    routes = {
         (method.upper(), base_path + path)
         for path, item in spec["paths"].items()
         for method, op in item.items()
         if isinstance(op, dict) and op.get("x-large-body")
     }
+    templated = sorted(path for _, path in routes if "{" in path)
+    if templated:
+        raise ValueError(f"x-large-body on a path with parameters: {', '.join(templated)}")
+    return routes
 
 
 def runs_in_thread(store: Store) -> Callable[[Scope], bool]:
