@@ -28,3 +28,21 @@ def test_an_invalid_json_seed_is_explained_as_its_yaml_twin_is() -> None:
 def test_yaml_in_flow_style_is_still_yaml() -> None:
     text = "{organizations: [{id: org-a, name: A}], users: [{id: u, org: org-a, role: OWNER}]}"
     assert parse_seed(text)["users"][0]["role"] == "OWNER"
+
+
+def test_seeded_ai_keys_each_store_a_distinct_random_hash() -> None:
+    from flashback_contract.mock.seed import load_seed
+    from flashback_contract.store import open_store
+
+    document = parse_seed(demo_seed_text())
+    repo = document["aiApiKeys"][0]["repo"]
+    hashes = []
+    for _ in range(2):
+        store = open_store("memory://")
+        with store.transaction() as uow:
+            load_seed(uow, document)
+        with store.transaction() as uow:
+            hashes += [key.secret_sha256 for key in uow.ai_keys(repo)]
+    assert len(hashes) >= 4
+    assert all(len(h) == 64 and int(h, 16) >= 0 for h in hashes)
+    assert len(set(hashes)) == len(hashes)  # within a seed and across two loads of it

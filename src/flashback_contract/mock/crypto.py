@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
 
 from cryptography.hazmat.primitives import serialization
@@ -49,3 +50,14 @@ def secret_sha256(secret: str) -> str:
     needs the secret back.
     """
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def unseen_secret_hashes(count: int) -> list[str]:
+    """Stored hashes for ``count`` seeded keys, whose secrets nobody ever saw.
+
+    The SHA-256 of a random secret never shown is, to anyone, a random 256-bit value, and no
+    secret can be found that matches it: so these are 256 random bits each, from one read of
+    the OS's secure source (a read per key is most of a large seed's load).
+    """
+    pool = os.urandom(32 * count)
+    return [pool[start : start + 32].hex() for start in range(0, 32 * count, 32)]

@@ -30,12 +30,10 @@ from flashback_contract.domain import (
     SystemEvent,
     User,
 )
-from flashback_contract.mock.crypto import new_ai_api_secret, secret_sha256
+from flashback_contract.mock.crypto import unseen_secret_hashes
+from flashback_contract.mock.seed_yaml import AliasFound, SafeLoader, TooDeep, Unsupported, build
 from flashback_contract.store import Store, UnitOfWork
 from flashback_contract.store.base import Dataset
-
-# libyaml's parser where PyYAML was built with it: several times faster on large seeds.
-SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class SeedError(ValueError):
@@ -44,6 +42,9 @@ class SeedError(ValueError):
 
 # A seed with many mistakes: the first few, each with its path, are enough to act on.
 MAX_PROBLEMS_SHOWN = 5
+# A seed nests four deep (document, list, record, list of nodes); far deeper is never a seed.
+MAX_SEED_DEPTH = 32
+ALIASES_REFUSED = "YAML aliases (*name) are not accepted in seed documents"
 
 
 def demo_seed_text() -> str:
@@ -180,10 +181,24 @@ def parse_seed(text: str | bytes) -> dict[str, Any]:
         else:
             return validate_seed(data, dates=False)
     try:
+        built = build(text, MAX_SEED_DEPTH)
+    except AliasFound as exc:
+        raise SeedError(ALIASES_REFUSED) from exc
+    except TooDeep as exc:
+        raise SeedError("the document is nested too deeply") from exc
+    except Unsupported:
+        pass  # YAML beyond plain trees (tags, merge keys): PyYAML's own loader reads it
+    except yaml.YAMLError as exc:
+        raise SeedError("not YAML or JSON: " + " ".join(str(exc).split())) from exc
+    else:
+        return validate_seed(built.value, dates=built.dates)
+    try:
         _refuse_aliases(text)
         data = yaml.load(text, Loader=SafeLoader)
     except yaml.YAMLError as exc:
         raise SeedError("not YAML or JSON: " + " ".join(str(exc).split())) from exc
+    except RecursionError as exc:
+        raise SeedError("the document is nested too deeply") from exc
     return validate_seed(data)
 
 
@@ -195,7 +210,7 @@ def _refuse_aliases(text: str | bytes) -> None:
         return
     for event in yaml.parse(text, Loader=SafeLoader):
         if isinstance(event, yaml.AliasEvent):
-            raise SeedError("YAML aliases (*name) are not accepted in seed documents")
+            raise SeedError(ALIASES_REFUSED)
 
 
 def read_seed(path: Path | None) -> dict[str, Any]:
@@ -258,6 +273,7 @@ def load_seed(uow: UnitOfWork, data: dict[str, Any]) -> None:
                         updated_at=_when(key["createdAt"]),
                     )
                 )
+        seeded = data.get("aiApiKeys", [])
         ai_keys = [
             RepoAiApiKey(
                 id=ai["id"],
@@ -266,11 +282,11 @@ def load_seed(uow: UnitOfWork, data: dict[str, Any]) -> None:
                 key=ai.get("key"),
                 ai_type=AiType(ai["aiType"]),
                 # Seeded secrets are random: nobody ever saw them, as after a real creation.
-                secret_sha256=secret_sha256(new_ai_api_secret()),
+                secret_sha256=hashed,
                 created_at=_when(ai["createdAt"]),
                 deleted_at=None if ai.get("deletedAt") is None else _when(ai["deletedAt"]),
             )
-            for ai in data.get("aiApiKeys", [])
+            for ai, hashed in zip(seeded, unseen_secret_hashes(len(seeded)), strict=True)
         ]
         uow.add_ai_keys(sorted(ai_keys, key=lambda k: k.created_at))
         for node in data.get("nodes", []):
