@@ -37,11 +37,15 @@ def large_seed(organizations: int = 1000, keys_per_repository: int = 100) -> dic
     return data
 
 
-def write_large_seed(path: Path, organizations: int = 1000, keys_per_repository: int = 100) -> Path:
+def write_yaml(data: dict[str, object], path: Path) -> Path:
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
     with path.open("w", encoding="utf-8") as out:
-        yaml.dump(large_seed(organizations, keys_per_repository), out, Dumper=dumper)
+        yaml.dump(data, out, Dumper=dumper)
     return path
+
+
+def write_large_seed(path: Path, organizations: int = 1000, keys_per_repository: int = 100) -> Path:
+    return write_yaml(large_seed(organizations, keys_per_repository), path)
 
 
 if __name__ == "__main__":
