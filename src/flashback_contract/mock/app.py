@@ -22,7 +22,7 @@ from flashback_contract.mock.access_log import AccessLogMiddleware, path_templat
 from flashback_contract.mock.auth import Authenticator, bearer_security_handler, control_info
 from flashback_contract.mock.bodies import CONTRACT_JSON
 from flashback_contract.mock.bridge import FlaskBridge, operation_of
-from flashback_contract.mock.documents import ContractDocuments
+from flashback_contract.mock.documents import ContractDocuments, serve_swagger_ui_on_its_paths
 from flashback_contract.mock.errors import install_error_handlers
 from flashback_contract.mock.limits import RequestLimits
 from flashback_contract.mock.seed import load_seed, read_seed, seed_if_empty
@@ -159,4 +159,5 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
             large_body_routes(frontend.CONTROL_BASE_PATH, control_spec), settings.max_import_bytes
         ),
     )
+    serve_swagger_ui_on_its_paths(app.middleware.middlewares)
     return app

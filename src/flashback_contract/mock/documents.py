@@ -7,6 +7,7 @@ import itertools
 import re
 from typing import Any
 
+from connexion.middleware.swagger_ui import SwaggerUIMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -112,3 +113,53 @@ def _index_html(spec: dict[str, Any], links: dict[str, str], tokens: list[dict[s
         f"<table><tr><th>token</th><th>user</th><th>organization</th><th>role</th></tr>{rows}"
         "</table></body></html>\n"
     )
+
+
+class SwaggerUIOnItsPaths(SwaggerUIMiddleware):  # type: ignore[misc]
+    """connexion's Swagger UI middleware, which lets by at once a request it cannot serve.
+
+    connexion sends every request through the UI's router before routing it to an operation: a
+    copy of the scope, then each API's mount and each of its routes, matched by regex. The UI
+    serves a handful of paths under each API's base path (``openapi.json``, ``openapi.yaml``
+    and everything under ``ui``); a path that starts with none of them matches none of its
+    routes, not even with a slash added or taken away, and goes straight on. Every other
+    request, and any with a root path (behind a proxy, or a session's UI), still meets the
+    router, so what the UI serves, redirects and refuses is unchanged.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        super().__init__(app)
+        self.served_prefixes: tuple[str, ...] = ()
+
+    def add_api(self, *args: Any, **kwargs: Any) -> None:
+        super().add_api(*args, **kwargs)
+        # Each UI route's path under its API's base path, without a trailing slash.
+        self.served_prefixes = tuple(
+            sorted(
+                {
+                    (mount.path + route.path).rstrip("/") or "/"
+                    for mount in self.router.routes
+                    for route in getattr(mount, "routes", [])
+                }
+            )
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and not scope.get("root_path")
+            and not scope["path"].startswith(self.served_prefixes)
+        ):
+            await self.app(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
+def serve_swagger_ui_on_its_paths(middlewares: list[Any]) -> None:
+    """Put ``SwaggerUIOnItsPaths`` in the place of connexion's middleware in ``middlewares``.
+
+    Done once every middleware is added: connexion finds ``MiddlewarePosition.BEFORE_SWAGGER``
+    by this class, so it cannot be replaced earlier.
+    """
+    at = middlewares.index(SwaggerUIMiddleware)
+    middlewares[at] = SwaggerUIOnItsPaths
