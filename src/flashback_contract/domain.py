@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -152,6 +153,9 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+# Every listing formats the same few dates again and again: 3 us each, 0.1 us from the cache.
+# Equal instants (in any time zone) format alike, so they may share an entry.
+@functools.lru_cache(maxsize=16384)
 def iso(moment: datetime) -> str:
     """ISO 8601 in UTC with milliseconds, as the Flashback backend writes dates."""
     # isoformat is C code; strftime was a twentieth of a key list's CPU.
