@@ -174,7 +174,7 @@ def test_events_get_increasing_numeric_ids_and_list_newest_first(populated: Stor
     )
     with populated.transaction() as uow:
         first = uow.add_event(event)
-        second = uow.add_event(SystemEvent(**{**event.__dict__, "event": EventType.deleted}))
+        second = uow.add_event(replace(event, event=EventType.deleted))
     assert second > first
     with populated.transaction() as uow:
         events = uow.events()

@@ -51,13 +51,13 @@ class EventType(enum.IntEnum):
     deleted = 2
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Organization:
     id: str
     name: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class User:
     id: str
     org_id: str
@@ -66,20 +66,20 @@ class User:
     email: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Repository:
     id: str
     org_id: str
     name: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NodeKey:
     key_id: str
     node_id: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class OrganizationKey:
     id: str
     org_id: str
@@ -96,7 +96,7 @@ class Provider(enum.StrEnum):
     AZURE = "AZURE"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Node:
     """A bridge node, identified by its IP, registered with one organization key."""
 
@@ -111,7 +111,7 @@ class Node:
     services: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RepoAiApiKey:
     id: str
     repo_id: str
@@ -128,7 +128,7 @@ class RepoAiApiKey:
         return self.deleted_at is not None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SystemEvent:
     context: EventContext
     event: EventType
@@ -141,7 +141,7 @@ class SystemEvent:
     id: int | None = field(default=None, compare=False)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SystemEventRead:
     """One user has read one event: the per-user state behind each event's ``showUnread``."""
 
