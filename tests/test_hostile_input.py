@@ -415,3 +415,30 @@ def test_a_large_body_mark_on_a_path_with_parameters_is_refused_at_start_up() ->
     assert large_body_routes("/__mock", spec) == {("POST", "/__mock/state")}
     with pytest.raises(ValueError, match=r"/a/\{id\}"):
         large_body_routes("", {"paths": {"/a/{id}": {"put": {"x-large-body": True}}}})
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        "organizations: [{id: org-x, name: !!int abc}]\nusers: []\n",
+        "organizations: []\nusers: [{id: u, org: o, role: !!bool maybe}]\n",
+        "aiApiKeys: [{createdAt: 2026-13-45}]\n",
+        "aiApiKeys: [{createdAt: !!timestamp 2026-02-30T10:00:00Z}]\n",
+        "orgs: !!set {a}\nwhen: 2026-13-45\n",
+    ],
+    ids=["int", "bool", "date", "tagged-date", "through-pyyaml"],
+)
+def test_a_yaml_value_that_cannot_be_its_type_is_400_not_500(store: Store, document: str) -> None:
+    app = create_app(Settings(store_url="memory://", control_token="control"), store=store)
+    before = snapshot(store)
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.post(
+            "/__mock/state",
+            content=document,
+            headers={"Content-Type": "application/yaml", **bearer("control")},
+        )
+
+    assert_refused(response, 400)
+    assert "not YAML or JSON" in response.json()["message"]
+    assert snapshot(store) == before

@@ -167,3 +167,15 @@ def test_a_large_seed_reads_as_safe_loader_reads_it() -> None:
     built = build(text, max_depth=32)
     assert built.value == safe_load(text)
     assert built.dates
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [("a: 2026-13-45", "'2026-13-45' is not a valid timestamp"), ("a: !!int x", "'x' is not")],
+)
+def test_a_scalar_that_cannot_be_its_type_is_a_yaml_error_with_its_place(
+    text: str, named: str
+) -> None:
+    with pytest.raises(yaml.YAMLError, match=named) as raised:
+        build(text, max_depth=4)
+    assert "line 1, column 4" in str(raised.value)

@@ -199,6 +199,9 @@ def parse_seed(text: str | bytes) -> dict[str, Any]:
         raise SeedError("not YAML or JSON: " + " ".join(str(exc).split())) from exc
     except RecursionError as exc:
         raise SeedError("the document is nested too deeply") from exc
+    except (ValueError, KeyError, OverflowError) as exc:
+        # A tagged or date-like scalar PyYAML's constructors cannot make (build names which).
+        raise SeedError(f"not YAML or JSON: a value cannot be read ({exc})") from exc
     return validate_seed(data)
 
 

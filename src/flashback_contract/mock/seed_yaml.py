@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 import yaml
-from yaml.constructor import SafeConstructor
+from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.nodes import ScalarNode
 from yaml.resolver import BaseResolver, Resolver
 
@@ -78,7 +78,17 @@ def _scalar(event: yaml.ScalarEvent) -> Any:
         return value
     if tag not in _SCALAR_TAGS and tag != _BINARY:
         raise Unsupported(tag)  # a merge key, "=", or an application tag
-    return _CONSTRUCT[tag](_CONSTRUCTOR, ScalarNode(tag, value))
+    try:
+        return _CONSTRUCT[tag](_CONSTRUCTOR, ScalarNode(tag, value))
+    except (ValueError, KeyError, OverflowError) as exc:
+        # "2026-13-45" looks like a date but is none; "!!int abc": PyYAML lets these escape.
+        raise unreadable(value, tag, event.start_mark) from exc
+
+
+def unreadable(value: str, tag: str, mark: Any) -> yaml.YAMLError:
+    """The error for a scalar that has the form of its type but cannot be one."""
+    name = tag.removeprefix(_TAG)
+    return ConstructorError(None, None, f"{value!r} is not a valid {name}", mark)
 
 
 def build(text: str | bytes, max_depth: int) -> Built:
