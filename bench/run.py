@@ -362,8 +362,7 @@ def _large(
 
 def _loading(seed: Path, stores: dict[str, str]) -> list[Loaded]:
     """The same data as YAML at start-up, and both formats through ``POST /__mock/state``."""
-    sys.path.insert(0, str(BENCH))
-    from large_seed import write_yaml
+    from large_seed import write_yaml  # on the path since large_rows
 
     as_yaml = write_yaml(json.loads(seed.read_text("utf-8")), seed.with_suffix(".yaml"))
     loads = []

@@ -31,8 +31,14 @@ _SCALAR_TAGS = frozenset(_TAG + name for name in ("null", "bool", "int", "float"
 _STR, _BINARY = _TAG + "str", _TAG + "binary"
 _MAP_TAGS = frozenset({None, "!", BaseResolver.DEFAULT_MAPPING_TAG})
 _SEQ_TAGS = frozenset({None, "!", BaseResolver.DEFAULT_SEQUENCE_TAG})
-_IMPLICIT: dict[Any, list[tuple[str, Any]]] = Resolver.yaml_implicit_resolvers
-_ANY_FIRST = _IMPLICIT.get(None, [])
+# PyYAML's implicit resolvers by a plain scalar's first character ("" for an empty one), each
+# list followed by those for any first character, as Resolver.resolve tries them.
+_ANY_FIRST: list[tuple[str, Any]] = Resolver.yaml_implicit_resolvers.get(None, [])
+_IMPLICIT: dict[str, list[tuple[str, Any]]] = {
+    first: resolvers + _ANY_FIRST
+    for first, resolvers in Resolver.yaml_implicit_resolvers.items()
+    if first is not None
+}
 _CONSTRUCT: dict[Any, Callable[[SafeConstructor, ScalarNode], Any]] = (
     SafeConstructor.yaml_constructors
 )
@@ -68,7 +74,7 @@ def _scalar(event: yaml.ScalarEvent) -> Any:
     if tag is None or tag == "!":  # PyYAML resolves "!" as it resolves no tag
         if not event.implicit[0]:
             return value  # quoted, or a block scalar: a string
-        for candidate, pattern in _IMPLICIT.get(value[0] if value else "", []) + _ANY_FIRST:
+        for candidate, pattern in _IMPLICIT.get(value[0] if value else "", _ANY_FIRST):
             if pattern.match(value):
                 tag = candidate
                 break
@@ -82,10 +88,10 @@ def _scalar(event: yaml.ScalarEvent) -> Any:
         return _CONSTRUCT[tag](_CONSTRUCTOR, ScalarNode(tag, value))
     except (ValueError, KeyError, OverflowError) as exc:
         # "2026-13-45" looks like a date but is none; "!!int abc": PyYAML lets these escape.
-        raise unreadable(value, tag, event.start_mark) from exc
+        raise _unreadable(value, tag, event.start_mark) from exc
 
 
-def unreadable(value: str, tag: str, mark: Any) -> yaml.YAMLError:
+def _unreadable(value: str, tag: str, mark: Any) -> yaml.YAMLError:
     """The error for a scalar that has the form of its type but cannot be one."""
     name = tag.removeprefix(_TAG)
     return ConstructorError(None, None, f"{value!r} is not a valid {name}", mark)

@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from flashback_contract.domain import iso
+from flashback_contract.domain import format_iso
 from flashback_contract.store import SessionCatalog, Store
 from flashback_contract.store.sessions import SessionLimitReached
 from flashback_contract.web import envelope_response
@@ -222,7 +222,7 @@ class SessionMiddleware:
         operation = extensions.get("connexion_routing", {}).get("operation_id")
         user = extensions.get("connexion_context", {}).get("user")
         return {
-            "time": iso(when),
+            "time": format_iso(when),
             "session": name,
             "method": scope["method"],
             "path": scope["path"],
