@@ -16,13 +16,14 @@ from flashback_contract.store.sql_run import SqliteConnections
 
 COUNT = sa.text("SELECT count(*) FROM t")
 INSERT = sa.text("INSERT INTO t (v) VALUES (:v)")
+T = sa.Table("t", sa.MetaData(), sa.Column("v", sa.Integer, nullable=False))
 
 
 @pytest.fixture
 def connections(tmp_path: Path) -> Iterator[SqliteConnections]:
     engine = create_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}")
     with engine.begin() as conn:
-        conn.exec_driver_sql("CREATE TABLE t (v INTEGER)")
+        conn.exec_driver_sql("CREATE TABLE t (v INTEGER NOT NULL)")
     setup = sqlite_setup(in_memory=False)
 
     def impatient(connection: Any) -> None:
@@ -114,3 +115,50 @@ def test_a_failed_begin_leaves_the_queue_free(
     thread.join(10)
     assert not thread.is_alive()
     assert errors == []
+
+
+def test_a_row_inserted_alone_is_committed_at_once_and_its_id_returned(
+    connections: SqliteConnections, tmp_path: Path
+) -> None:
+    first = connections.insert_alone(T.insert(), {"v": 1})
+    second = connections.insert_alone(T.insert(), {"v": 2})
+
+    assert second == first + 1
+    # Another connection, as another process would open, sees both rows: nothing is pending.
+    other = sqlite3.connect(tmp_path / "db.sqlite3")
+    try:
+        assert other.execute("SELECT rowid, v FROM t ORDER BY rowid").fetchall() == [
+            (first, 1),
+            (second, 2),
+        ]
+    finally:
+        other.close()
+
+
+def test_a_row_inserted_alone_waits_its_turn_behind_a_writer(
+    connections: SqliteConnections,
+) -> None:
+    with connections.transaction("BEGIN IMMEDIATE") as x:
+        x.run(INSERT, {"v": 1})
+        thread, errors = _in_thread(lambda: connections.insert_alone(T.insert(), {"v": 2}))
+        thread.join(0.5)  # ten times the busy timeout
+        assert thread.is_alive()
+    thread.join(10)
+
+    assert errors == []
+    with connections.transaction("BEGIN") as x:
+        assert x.scalar(COUNT) == 2
+
+
+def test_a_failed_insert_alone_writes_nothing_and_leaves_the_queue_free(
+    connections: SqliteConnections,
+) -> None:
+    with pytest.raises(sqlite3.IntegrityError):
+        connections.insert_alone(T.insert(), {"v": None})
+
+    thread, errors = _in_thread(lambda: connections.insert_alone(T.insert(), {"v": 3}))
+    thread.join(10)
+    assert not thread.is_alive()
+    assert errors == []
+    with connections.transaction("BEGIN") as x:
+        assert x.scalar(COUNT) == 1

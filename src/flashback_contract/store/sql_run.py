@@ -243,6 +243,29 @@ class SqliteConnections:
             self._all.append(connection)
         return connection
 
+    def insert_alone(self, statement: Executable, params: Params) -> int:
+        """One INSERT as a transaction of its own (SQLite's autocommit); the new row's id.
+
+        The statement's own implicit transaction, without a BEGIN and a COMMIT of its own:
+        the journal writes one row per request this way. Inside a transaction of this
+        thread on the shared in-memory connection, the row joins that transaction.
+        """
+        compiled = _compile(statement, self.dialect, tuple(sorted(params)))
+        values = compiled.values(params)
+        if self.writers is not None:
+            self.writers.acquire()
+        try:
+            connection = self.acquire()
+            try:
+                row_id = connection.execute(compiled.sql, values).lastrowid
+            finally:
+                self.release(connection)
+        finally:
+            if self.writers is not None:
+                self.writers.release()
+        assert row_id is not None
+        return row_id
+
     def transaction(self, begin: str) -> SqliteTransaction:
         """``begin`` (``BEGIN`` or ``BEGIN IMMEDIATE``), then COMMIT, or ROLLBACK on an error."""
         return SqliteTransaction(self, begin)

@@ -100,7 +100,8 @@ _SESSION = sa.select(_s.name).where(_s.name == sa.bindparam("session_name"))
 _ALL_SESSIONS = mock_sessions.select().order_by(_s.created_at, _s.name)
 
 _j = mock_requests.c
-_INSERT_ENTRY = mock_requests.insert().returning(_j.id)
+_INSERT_ENTRY = mock_requests.insert()
+_INSERT_ENTRY_RETURNING = _INSERT_ENTRY.returning(_j.id)
 # Keeps the newest ``keep`` entries of a session: storage stays within the bound plus
 # TRIM_EVERY a session, and reads are exact.
 _TRIM_JOURNAL = mock_requests.delete().where(
@@ -370,6 +371,15 @@ class _Control:
             return self._sqlite.transaction("BEGIN IMMEDIATE")
         return self._alchemy()
 
+    def insert(self, insert: sa.Insert, returning_id: sa.Insert, params: dict[str, Any]) -> int:
+        """One row in a transaction of its own; its id. SQLite runs ``insert`` without a
+        BEGIN and a COMMIT of its own (the journal writes a row per request), PostgreSQL
+        ``returning_id``, the same INSERT returning the id."""
+        if self._sqlite is not None:
+            return self._sqlite.insert_alone(insert, params)
+        with self._alchemy() as x:
+            return int(x.scalar(returning_id, params))
+
     @contextmanager
     def _alchemy(self) -> Iterator[Runner]:
         with self.engine.begin() as conn:
@@ -506,18 +516,19 @@ class SqlSessions:
         if size <= 0:
             return
         session = _key(entry["session"])
-        with self._journal() as x:
-            entry_id = x.scalar(
-                _INSERT_ENTRY,
-                {
-                    "session": session,
-                    "operation_id": entry["operationId"],
-                    "method": entry["method"],
-                    "status": entry["status"],
-                    "entry": json.dumps(entry),
-                },
-            )
-            if entry_id is not None and entry_id % TRIM_EVERY == 0:
+        entry_id = self._journal.insert(
+            _INSERT_ENTRY,
+            _INSERT_ENTRY_RETURNING,
+            {
+                "session": session,
+                "operation_id": entry["operationId"],
+                "method": entry["method"],
+                "status": entry["status"],
+                "entry": json.dumps(entry),
+            },
+        )
+        if entry_id % TRIM_EVERY == 0:
+            with self._journal() as x:
                 x.run(_TRIM_JOURNAL, {"session_name": session, "keep": size - 1})
 
     def requests(self, query: JournalQuery) -> list[JournalEntry]:
