@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -411,3 +412,29 @@ def test_reads_roll_back_with_their_transaction_and_go_with_clear(populated: Sto
         uow.clear()
     with populated.transaction() as uow:
         assert uow.everything().event_reads == []
+
+
+def test_a_data_version_changes_after_every_commit_where_a_store_reports_one(
+    adapter: Store, tmp_path: Path
+) -> None:
+    """SQLite files report one, read before what is kept under it; the in-memory adapters
+    and PostgreSQL report none, and callers read the data itself."""
+    before = adapter.data_version()
+    if not adapter.url.startswith("sqlite:"):
+        assert before is None
+        return
+    assert before is not None
+    assert adapter.data_version() == before  # nothing committed in between
+    with adapter.reading() as uow:
+        uow.user_by_token("tok-a")
+    assert adapter.data_version() == before  # a read commits nothing
+    with adapter.transaction() as uow:
+        uow.add_organization(Organization("org-v", "V"))
+    after_own = adapter.data_version()
+    assert after_own != before
+    # Another process's commit, through a connection of its own.
+    other = sqlite3.connect(tmp_path / "store.sqlite3")
+    with other:
+        other.execute("UPDATE organizations SET name = 'W' WHERE id = 'org-v'")
+    other.close()
+    assert adapter.data_version() != after_own

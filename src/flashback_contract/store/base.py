@@ -224,6 +224,14 @@ class Store(Protocol):
         """
         ...
 
+    def data_version(self) -> int | None:
+        """A number that changes after any commit, by any process, read cheaply; None where
+        the store cannot tell without reading the data itself.
+
+        What was read after this returned a value stays current while it returns the same.
+        """
+        ...
+
     def close(self) -> None: ...
 
 

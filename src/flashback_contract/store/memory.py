@@ -352,5 +352,9 @@ class MemoryStore:
         # Transactions are in-memory work; only a long one (an import) makes others wait.
         return self._busy > 0
 
+    def data_version(self) -> None:
+        # Reading the data itself is as cheap as a version would be.
+        return None
+
     def close(self) -> None:
         """Nothing to release."""

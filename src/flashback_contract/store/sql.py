@@ -32,6 +32,7 @@ from flashback_contract.domain import (
 from flashback_contract.store.base import Dataset, EventQuery
 from flashback_contract.store.sql_run import (
     AlchemyRunner,
+    ChangeWatch,
     PerDialect,
     Runner,
     SqliteConnections,
@@ -749,6 +750,14 @@ class SqlStore:
             if self._in_process
             else None
         )
+        # A file's commits show in its data version; the in-memory database's are made on the
+        # one connection it has, whose own commits do not.
+        database = self._engine.url.database
+        self._watch = (
+            ChangeWatch(database)
+            if self._in_process and database not in (None, "", ":memory:")
+            else None
+        )
 
     @contextmanager
     def _connect(self) -> Iterator[Connection]:
@@ -780,6 +789,10 @@ class SqlStore:
         # SQLite writers queue for the file's write lock; its readers never wait.
         return write or not self._in_process
 
+    def data_version(self) -> int | None:
+        # PostgreSQL has no cheap equivalent: None, and callers read.
+        return None if self._watch is None else self._watch.version()
+
     def drop_all(self) -> None:
         """Remove every table, the schema's version included (tests and reset)."""
         with self._connect() as conn:
@@ -787,6 +800,8 @@ class SqlStore:
             conn.execute(sa.text("DROP TABLE IF EXISTS alembic_version"))
 
     def close(self) -> None:
+        if self._watch is not None:
+            self._watch.close()
         if self._sqlite is not None:
             self._sqlite.close()
         if self._owns_engine:

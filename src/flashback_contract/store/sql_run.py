@@ -16,6 +16,7 @@ import threading
 from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import sqlalchemy as sa
@@ -344,3 +345,35 @@ class SqliteTransaction:
         finally:
             self._connections.release(connection)
             self._dequeue()
+
+
+class ChangeWatch:
+    """Tells whether any connection but its own committed to a SQLite file since last asked.
+
+    Its connection never writes, so every commit to the file counts, this process's own
+    included. ``PRAGMA data_version`` costs one statement, a small part of a transaction.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self._connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        # Held by the caller around changed() and what it reads after; version() takes it.
+        self.lock = threading.Lock()
+        self._seen: int | None = None
+
+    def version(self) -> int:
+        """The file's data version: another value after any commit since the last call."""
+        with self.lock:
+            return self._version()
+
+    def _version(self) -> int:
+        (version,) = self._connection.execute("PRAGMA data_version").fetchone()
+        return int(version)
+
+    def changed(self) -> bool:
+        version = self._version()
+        changed = version != self._seen
+        self._seen = version
+        return changed
+
+    def close(self) -> None:
+        self._connection.close()

@@ -37,7 +37,7 @@ from flashback_contract.store.sessions import (
     params_match,
 )
 from flashback_contract.store.sql import SqlStore, UtcDateTime, create_engine, sqlite_setup
-from flashback_contract.store.sql_run import AlchemyRunner, Runner, SqliteConnections
+from flashback_contract.store.sql_run import AlchemyRunner, ChangeWatch, Runner, SqliteConnections
 
 # The default state's journal and overrides carry this session name.
 DEFAULT = ""
@@ -339,25 +339,6 @@ def _control_engines(store_url: str) -> _ControlEngines:
     )
 
 
-class _ChangeWatch:
-    """Tells whether any connection but its own committed to a SQLite file since last asked."""
-
-    def __init__(self, path: Path) -> None:
-        self._connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        # Held by the caller around changed() and what it reads after.
-        self.lock = threading.Lock()
-        self._seen: int | None = None
-
-    def changed(self) -> bool:
-        (version,) = self._connection.execute("PRAGMA data_version").fetchone()
-        changed: bool = version != self._seen
-        self._seen = int(version)
-        return changed
-
-    def close(self) -> None:
-        self._connection.close()
-
-
 class _Control:
     """Transactions on one control database: SQLite through its own connections, as the
     store's, or PostgreSQL through SQLAlchemy."""
@@ -421,7 +402,7 @@ class SqlSessions:
         self._watch = (
             None
             if self._engines.overrides_file is None
-            else _ChangeWatch(self._engines.overrides_file)
+            else ChangeWatch(self._engines.overrides_file)
         )
         self._overridden: frozenset[tuple[str, str]] = frozenset()
         # name -> (created_at of the session the store belongs to, store)
