@@ -21,6 +21,7 @@ import flask
 from a2wsgi.wsgi import build_environ
 from connexion.apps.flask import FlaskOperation
 from connexion.decorators import FlaskDecorator
+from connexion.lifecycle import WSGIRequest
 from starlette.types import Receive, Scope, Send
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -53,8 +54,11 @@ class PreparedOperation:
         functools.update_wrapper(self, operation)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        decorator = self._decorator
-        request = decorator.framework.get_request(uri_parser=decorator.uri_parser)
+        # connexion's FlaskFramework.get_request, given the request itself rather than
+        # flask.request: through that proxy every attribute the handler's decorators read
+        # fails a normal lookup first (a formatted AttributeError) and is then proxied.
+        real = flask.request._get_current_object()  # type: ignore[attr-defined]
+        request = WSGIRequest(real, uri_parser=self._decorator.uri_parser, view_args=real.view_args)
         return self._decorated(request)
 
 

@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import shutil
-import sqlite3
 import threading
 import uuid
 from collections.abc import Callable, Iterator
