@@ -213,6 +213,35 @@ def test_a_rollback_restores_order_nodes_events_and_cleared_data(populated: Stor
         assert uow.everything() == before
 
 
+def test_a_rollback_of_added_and_removed_keys_restores_every_list_in_its_order(
+    populated: Store,
+) -> None:
+    """Adds and removals mixed in one transaction, on the lists of an organization, a
+    repository and a node key, all put back as they were."""
+    with populated.transaction() as uow:
+        uow.add_ai_key(ai_key("ai-1"))
+        uow.add_ai_key(ai_key("ai-2", T0 + timedelta(seconds=1)))
+        before = uow.everything()
+        before_keys = uow.org_keys("org-a")
+        before_ai = uow.ai_keys("repo-a")
+    with pytest.raises(RuntimeError), populated.transaction() as uow:
+        uow.add_ai_key(ai_key("ai-3", T0 + timedelta(seconds=2)))
+        uow.add_org_key(
+            OrganizationKey(
+                "k-new", "org-a", "PEMN", T0 + timedelta(days=9), (NodeKey("k-new", "10.0.0.1"),)
+            )
+        )
+        uow.delete_org_key("org-a", "k1")
+        uow.add_node_key(NodeKey("k0", "10.7.7.7"))
+        uow.delete_org_key("org-a", "k-new")
+        uow.add_ai_key(ai_key("ai-4", T0 + timedelta(seconds=3)))
+        raise RuntimeError("abort")
+    with populated.transaction() as uow:
+        assert uow.org_keys("org-a") == before_keys
+        assert uow.ai_keys("repo-a") == before_ai
+        assert uow.everything() == before
+
+
 def _any_event() -> SystemEvent:
     return SystemEvent(
         context=EventContext.orgkey,

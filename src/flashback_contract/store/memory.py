@@ -104,15 +104,27 @@ class MemoryUnitOfWork:
         self._s = state
         self._undo = undo
 
-    def _members(self, index: dict[str, Members], owner: str) -> Members:
-        """The owner's index entry, ready to change (created, or saved for rollback)."""
+    def _add_member(self, index: dict[str, Members], owner: str, member: str) -> None:
+        """Add ``member`` last to the owner's index entry.
+
+        Undone by taking it out again: steps run newest first, so the entry comes back in
+        its order, and the cost does not grow with the entry (a repository's AI keys).
+        """
         members = index.get(owner)
         if members is None:
             members = {}
             self._undo.put(index, owner, members)
-            self._undo.keep(members)
-            return members
-        return self._undo.keep(members)
+        if member not in members:
+            members[member] = None
+            self._undo.step(lambda: members.pop(member, None))
+
+    def _remove_member(self, index: dict[str, Members], owner: str, member: str) -> None:
+        """Take ``member`` out of the owner's index entry; the entry is saved whole first
+        (once a transaction), since putting a member back would change its order. Entries
+        that lose members are small: an organization's keys, a key's or a node's links."""
+        members = index.get(owner)
+        if members is not None and member in members:
+            self._undo.keep(members).pop(member)
 
     def add_organization(self, organization: Organization) -> None:
         self._undo.put(self._s.organizations, organization.id, organization)
@@ -157,17 +169,17 @@ class MemoryUnitOfWork:
 
     def add_org_key(self, key: OrganizationKey) -> None:
         self._undo.put(self._s.org_keys, key.id, replace(key, node_keys=()))
-        self._members(self._s.org_keys_by_org, key.org_id)[key.id] = None
+        self._add_member(self._s.org_keys_by_org, key.org_id, key.id)
         for node_key in key.node_keys:
             self.add_node_key(node_key)
 
     def add_node_key(self, node_key: NodeKey) -> None:
-        self._members(self._s.node_ids_by_key, node_key.key_id)[node_key.node_id] = None
-        self._members(self._s.key_ids_by_node, node_key.node_id)[node_key.key_id] = None
+        self._add_member(self._s.node_ids_by_key, node_key.key_id, node_key.node_id)
+        self._add_member(self._s.key_ids_by_node, node_key.node_id, node_key.key_id)
 
     def _remove_node_key(self, key_id: str, node_id: str) -> None:
-        self._members(self._s.node_ids_by_key, key_id).pop(node_id, None)
-        self._members(self._s.key_ids_by_node, node_id).pop(key_id, None)
+        self._remove_member(self._s.node_ids_by_key, key_id, node_id)
+        self._remove_member(self._s.key_ids_by_node, node_id, key_id)
 
     def delete_org_keys(self, org_id: str) -> int:
         doomed = list(self._s.org_keys_by_org.get(org_id, ()))
@@ -186,7 +198,7 @@ class MemoryUnitOfWork:
         key = self._s.org_keys[key_id]
         for node_id in list(self._s.node_ids_by_key.get(key_id, ())):
             self._remove_node_key(key_id, node_id)
-        self._members(self._s.org_keys_by_org, key.org_id).pop(key_id, None)
+        self._remove_member(self._s.org_keys_by_org, key.org_id, key_id)
         self._undo.remove(self._s.org_keys, key_id)
 
     def verification_keys(self, org_id: str | None) -> list[OrganizationKey]:
@@ -239,7 +251,7 @@ class MemoryUnitOfWork:
 
     def add_ai_key(self, key: RepoAiApiKey) -> None:
         self._undo.put(self._s.ai_keys, key.id, key)
-        self._members(self._s.ai_keys_by_repo, key.repo_id)[key.id] = None
+        self._add_member(self._s.ai_keys_by_repo, key.repo_id, key.id)
 
     def add_ai_keys(self, keys: Sequence[RepoAiApiKey]) -> None:
         for key in keys:
