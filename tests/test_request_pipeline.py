@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import flask
 import httpx
 import pytest
 from connexion import FlaskApp
@@ -17,6 +19,7 @@ from starlette.testclient import TestClient
 from flashback_contract import Settings, create_app
 from flashback_contract.mock.access_log import configure_logging
 from flashback_contract.mock.app import THREADED_OPERATIONS
+from flashback_contract.mock.bridge import NoFormRequest
 from flashback_contract.store import open_store
 
 from .conftest import OWNER, bearer
@@ -229,3 +232,26 @@ def test_a_write_waiting_for_the_sqlite_lock_does_not_hold_up_reads(tmp_path: Pa
     finally:
         holder.close()
         store.close()
+
+
+def test_a_request_looks_for_a_form_only_in_a_form_body() -> None:
+    """JSON and bodiless requests have no form fields and no files, and keep their body
+    for the JSON parser; form bodies are still parsed as werkzeug parses them."""
+    app = flask.Flask(__name__)
+    app.request_class = NoFormRequest
+    with app.test_request_context(
+        "/", method="POST", data=b'{"name": "n"}', content_type="application/json"
+    ):
+        assert not flask.request.form and not flask.request.files
+        assert flask.request.get_json() == {"name": "n"}
+    with app.test_request_context("/", method="GET"):
+        assert not flask.request.form and not flask.request.files
+        assert flask.request.get_data() == b""
+    with app.test_request_context("/", method="POST", data={"a": "1"}):
+        assert flask.request.form["a"] == "1"
+    upload = (io.BytesIO(b"pem"), "key.pem")
+    with app.test_request_context(
+        "/", method="POST", data={"a": "1", "file": upload}, content_type="multipart/form-data"
+    ):
+        assert flask.request.form["a"] == "1"
+        assert flask.request.files["file"].read() == b"pem"

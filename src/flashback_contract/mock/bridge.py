@@ -62,6 +62,30 @@ class PreparedOperation:
         return self._decorated(request)
 
 
+# The bodies werkzeug parses as forms; the contract's operations take JSON (or YAML) instead.
+FORM_MEDIA_TYPES = frozenset({"multipart/form-data", "application/x-www-form-urlencoded"})
+
+
+class NoFormRequest(flask.Request):
+    """Flask's request, which looks for a form only in a form body.
+
+    connexion asks every request for its uploaded files (``request.files``). werkzeug answers
+    by setting up the body stream and a form parser (three configuration reads through
+    ``current_app``, each a failed attribute lookup first) to find nothing in a JSON body or
+    a GET. For a body that is not a form the answer is known: no fields, no files, and the
+    body stream untouched, read later as JSON as before.
+    """
+
+    def _load_form_data(self) -> None:
+        if "form" in self.__dict__:
+            return
+        if self.mimetype in FORM_MEDIA_TYPES:
+            super()._load_form_data()
+            return
+        self.__dict__["form"] = self.parameter_storage_class()
+        self.__dict__["files"] = self.parameter_storage_class()
+
+
 def prepare_operations(app: flask.Flask) -> None:
     """Every contract operation's Flask view as a ``PreparedOperation``."""
     for endpoint, view in app.view_functions.items():
