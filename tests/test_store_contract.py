@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from flashback_contract import Settings, create_app
 from flashback_contract.domain import (
@@ -28,7 +29,8 @@ from flashback_contract.domain import (
     SystemEvent,
     User,
 )
-from flashback_contract.store import EventQuery, Store
+from flashback_contract.store import EventQuery, Store, open_store
+from flashback_contract.store.sql import _AI_KEYS
 from tests.conftest import OWNER, bearer
 from tests.servers import serve_in_thread
 from tests.stores import ADAPTERS, open_adapter
@@ -161,6 +163,42 @@ def test_ai_keys_soft_delete_and_rename(populated: Store) -> None:
         kept = uow.ai_key("ai1")
         assert kept is not None and kept.name == "renamed" and kept.ai_type is AiType.ANTHROPIC
         assert uow.ai_key("nope") is None
+
+
+def test_a_listing_skips_deleted_keys_and_a_rolled_back_delete_puts_its_key_back_in_order(
+    populated: Store,
+) -> None:
+    """Keys deleted before, or loaded deleted (an import), are never listed; a delete that
+    rolls back leaves the listing as it was."""
+    with populated.transaction() as uow:
+        uow.add_ai_key(replace(ai_key("gone-before"), deleted_at=T0 + timedelta(days=1)))
+        for n in range(5):
+            uow.add_ai_key(ai_key(f"ai{n}", T0 + timedelta(minutes=n)))
+        for n in (1, 3):
+            assert uow.soft_delete_ai_key(f"ai{n}", T0 + timedelta(days=2))
+    with populated.transaction() as uow:
+        assert [k.id for k in uow.ai_keys("repo-a")] == ["ai4", "ai2", "ai0"]
+    with pytest.raises(RuntimeError), populated.transaction() as uow:
+        assert uow.soft_delete_ai_key("ai2", T0 + timedelta(days=3))
+        uow.add_ai_key(ai_key("ai5", T0 + timedelta(minutes=5)))
+        assert uow.soft_delete_ai_key("ai4", T0 + timedelta(days=3))
+        assert [k.id for k in uow.ai_keys("repo-a")] == ["ai5", "ai0"]
+        raise RuntimeError("abort")
+    with populated.transaction() as uow:
+        assert [k.id for k in uow.ai_keys("repo-a")] == ["ai4", "ai2", "ai0"]
+        assert uow.ai_key("gone-before") is not None
+
+
+def test_sqlite_lists_a_repositorys_keys_through_the_index_of_active_keys(tmp_path: Path) -> None:
+    """Not through repo_id alone, which would walk every key the repository ever had."""
+    store = open_store(f"sqlite:///{tmp_path / 'store.sqlite3'}")
+    store.close()
+    listing = str(_AI_KEYS.compile(dialect=sqlite_dialect.dialect()))
+    with sqlite3.connect(tmp_path / "store.sqlite3") as conn:
+        plan = conn.execute(f"EXPLAIN QUERY PLAN {listing}", ("repo-a",)).fetchall()
+    assert [row[-1] for row in plan] == [
+        "SEARCH repo_ai_api_keys USING INDEX repo_ai_api_keys_active (repo_id=?)"
+    ]
 
 
 def test_events_get_increasing_numeric_ids_and_list_newest_first(populated: Store) -> None:

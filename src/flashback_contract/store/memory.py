@@ -45,6 +45,7 @@ class _State:
     nodes: dict[str, Node] = field(default_factory=dict)
     signatures: dict[str, datetime] = field(default_factory=dict)
     ai_keys: dict[str, RepoAiApiKey] = field(default_factory=dict)
+    # Active keys only, oldest first: a listing never walks the keys deleted before.
     ai_keys_by_repo: dict[str, Members] = field(default_factory=dict)
     events: list[SystemEvent] = field(default_factory=list)
     events_by_org: dict[str, list[SystemEvent]] = field(default_factory=dict)
@@ -121,7 +122,8 @@ class MemoryUnitOfWork:
     def _remove_member(self, index: dict[str, Members], owner: str, member: str) -> None:
         """Take ``member`` out of the owner's index entry; the entry is saved whole first
         (once a transaction), since putting a member back would change its order. Entries
-        that lose members are small: an organization's keys, a key's or a node's links."""
+        that lose members are small: an organization's keys, a key's or a node's links, a
+        repository's active AI keys."""
         members = index.get(owner)
         if members is not None and member in members:
             self._undo.keep(members).pop(member)
@@ -243,15 +245,16 @@ class MemoryUnitOfWork:
         return len(old)
 
     def ai_keys(self, repo_id: str) -> list[RepoAiApiKey]:
-        keys = (self._s.ai_keys[key_id] for key_id in self._s.ai_keys_by_repo.get(repo_id, ()))
-        return [k for k in reversed(list(keys)) if not k.is_deleted]
+        active = self._s.ai_keys_by_repo.get(repo_id, {})
+        return [self._s.ai_keys[key_id] for key_id in reversed(active)]
 
     def ai_key(self, key_id: str) -> RepoAiApiKey | None:
         return self._s.ai_keys.get(key_id)
 
     def add_ai_key(self, key: RepoAiApiKey) -> None:
         self._undo.put(self._s.ai_keys, key.id, key)
-        self._add_member(self._s.ai_keys_by_repo, key.repo_id, key.id)
+        if not key.is_deleted:
+            self._add_member(self._s.ai_keys_by_repo, key.repo_id, key.id)
 
     def add_ai_keys(self, keys: Sequence[RepoAiApiKey]) -> None:
         for key in keys:
@@ -269,6 +272,7 @@ class MemoryUnitOfWork:
         if key is None or key.is_deleted:
             return False
         self._undo.put(self._s.ai_keys, key_id, replace(key, deleted_at=deleted_at))
+        self._remove_member(self._s.ai_keys_by_repo, key.repo_id, key_id)
         return True
 
     def add_event(self, event: SystemEvent) -> int:

@@ -137,6 +137,15 @@ repo_ai_api_keys = sa.Table(
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("deleted_at", UtcDateTime),
 )
+# A repository's active keys, newest first, without the keys deleted before them (they stay
+# as rows: soft delete).
+sa.Index(
+    "repo_ai_api_keys_active",
+    repo_ai_api_keys.c.repo_id,
+    repo_ai_api_keys.c.seq,
+    sqlite_where=repo_ai_api_keys.c.deleted_at.is_(None),
+    postgresql_where=repo_ai_api_keys.c.deleted_at.is_(None),
+)
 system_events = sa.Table(
     "system_events",
     metadata,
