@@ -71,6 +71,9 @@ class Services:
 
 def current_services() -> Services:
     """The services of the app handling the current request."""
-    services = flask.current_app.extensions[EXTENSION_KEY]
+    # The app itself, not the current_app proxy: through it every attribute read fails a
+    # normal lookup (a formatted AttributeError) before it is proxied.
+    app = flask.current_app._get_current_object()  # type: ignore[attr-defined]
+    services = app.extensions[EXTENSION_KEY]
     assert isinstance(services, Services)
     return services
