@@ -54,25 +54,39 @@ class _State:
     settings: dict[str, str] = field(default_factory=dict)
 
 
+# The old value of a key that was not there.
+_ABSENT: Any = object()
+
+
 class _UndoLog:
-    """What a transaction changed, as steps that put it back (run newest first)."""
+    """What a transaction changed, as steps that put it back (run newest first).
+
+    A change to a dict is kept as a tuple (the dict, the key, its old value or ``_ABSENT``),
+    other steps as a one-tuple of a callable: a seed or an import writes every row in one
+    transaction, and a tuple is a fraction of a closure's size.
+    """
 
     def __init__(self) -> None:
-        self._steps: list[Callable[[], None]] = []
+        self._steps: list[tuple[Any, ...]] = []
         self._kept: set[int] = set()
+        # Index entries this transaction created: putting the entry back removes its members.
+        self._created: set[int] = set()
 
     def put(self, mapping: dict[str, Any], key: str, value: Any) -> None:
-        if key in mapping:
-            old = mapping[key]
-            self._steps.append(lambda: mapping.__setitem__(key, old))
-        else:
-            self._steps.append(lambda: mapping.pop(key, None))
+        self._steps.append((mapping, key, mapping.get(key, _ABSENT)))
         mapping[key] = value
 
     def remove(self, mapping: dict[str, Any], key: str) -> None:
         if key in mapping:
-            old = mapping.pop(key)
-            self._steps.append(lambda: mapping.__setitem__(key, old))
+            self._steps.append((mapping, key, mapping.pop(key)))
+
+    def created(self, members: Members) -> None:
+        self._created.add(id(members))
+
+    def added(self, members: Members, member: str) -> None:
+        """``member`` was added last to ``members``: undone by taking it out again."""
+        if id(members) not in self._created:
+            self._steps.append((members, member, _ABSENT))
 
     def keep(self, members: Members) -> Members:
         """Save a small index entry whole before its first change, so order comes back too."""
@@ -84,19 +98,26 @@ class _UndoLog:
                 members.clear()
                 members.update(saved)
 
-            self._steps.append(restore)
+            self._steps.append((restore,))
         return members
 
     def append(self, items: list[Any], item: Any) -> None:
         items.append(item)
-        self._steps.append(items.pop)
+        self._steps.append((items.pop,))
 
     def step(self, undo: Callable[[], None]) -> None:
-        self._steps.append(undo)
+        self._steps.append((undo,))
 
     def rollback(self) -> None:
-        for undo in reversed(self._steps):
-            undo()
+        for step in reversed(self._steps):
+            if len(step) == 1:
+                step[0]()
+                continue
+            mapping, key, old = step
+            if old is _ABSENT:
+                mapping.pop(key, None)
+            else:
+                mapping[key] = old
         self._steps.clear()
 
 
@@ -115,9 +136,10 @@ class MemoryUnitOfWork:
         if members is None:
             members = {}
             self._undo.put(index, owner, members)
+            self._undo.created(members)
         if member not in members:
             members[member] = None
-            self._undo.step(lambda: members.pop(member, None))
+            self._undo.added(members, member)
 
     def _remove_member(self, index: dict[str, Members], owner: str, member: str) -> None:
         """Take ``member`` out of the owner's index entry; the entry is saved whole first
