@@ -264,6 +264,12 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure every contender this many times, in turn; each figure is the median",
+    )
+    parser.add_argument(
         "--large", action="store_true", help="add the 100,000-key rows (load time and memory)"
     )
     parser.add_argument(
@@ -313,17 +319,63 @@ def main() -> int:
                 for name, contender in contenders.items()
                 if any(text in name for text in args.only)
             }
-        for name, (command, url) in contenders.items():
-            rows, loaded = measure_all(
-                name, command, url, args, stateful=name.startswith("mock"), workloads=workloads
-            )
-            results += rows
-            loads.append(loaded)
+        # Round after round over every contender, so that a change in the machine's speed
+        # during the run reaches all of them; the medians are reported.
+        for _ in range(max(1, args.rounds)):
+            for name, (command, url) in contenders.items():
+                rows, loaded = measure_all(
+                    name, command, url, args, stateful=name.startswith("mock"), workloads=workloads
+                )
+                results += rows
+                loads.append(loaded)
+        results, loads = medians(results), median_loads(loads)
         if args.large:
             results += large_rows(args, Path(tmp), pg_url, loads)
     print(f"load average after: {load_average()}\n", flush=True)
     print_tables(args, results, loads)
     return 0
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def medians(results: list[Result]) -> list[Result]:
+    """One row per contender and workload, each figure the median of its rounds."""
+    cells: dict[tuple[str, str], list[Result]] = {}
+    for result in results:
+        cells.setdefault((result.contender, result.workload), []).append(result)
+    return [
+        Result(
+            contender=contender,
+            workload=workload,
+            rps=_median([r.rps for r in rounds]),
+            p50_ms=_median([r.p50_ms for r in rounds]),
+            p99_ms=_median([r.p99_ms for r in rounds]),
+            non_2xx=round(_median([r.non_2xx for r in rounds])),
+            errors=sum(r.errors for r in rounds),
+            requests=sum(r.requests for r in rounds),
+            cpu_us=_median([r.cpu_us for r in rounds]),
+        )
+        for (contender, workload), rounds in cells.items()
+    ]
+
+
+def median_loads(loads: list[Loaded]) -> list[Loaded]:
+    starts: dict[str, list[Loaded]] = {}
+    for loaded in loads:
+        starts.setdefault(loaded.contender, []).append(loaded)
+    return [
+        Loaded(
+            name,
+            _median([x.seconds for x in rounds]),
+            _median([x.rss_mb for x in rounds]),
+            {"rss_after_mb": _median([x.extra.get("rss_after_mb", 0.0) for x in rounds])},
+        )
+        for name, rounds in starts.items()
+    ]
 
 
 def large_rows(
@@ -412,9 +464,10 @@ def print_tables(args: argparse.Namespace, results: list[Result], loads: list[Lo
     def ratio(value: float, base: dict[str, float], workload: str) -> str:
         return f"{value / base[workload]:.2f}" if base.get(workload) else "-"
 
+    rounds = f"; median of {args.rounds} rounds (the 100k rows: one)" if args.rounds > 1 else ""
     print(
         f"{args.duration} s per cell after {args.warmup} s of warm-up, {args.connections} "
-        f"connections (1 on the 1-connection row), wrk -t1 on CPU 1, server on CPU 0"
+        f"connections (1 on the 1-connection row), wrk -t1 on CPU 1, server on CPU 0{rounds}"
     )
     print(f"Python {platform.python_version()}, {os.cpu_count()} CPUs\n")
     print(

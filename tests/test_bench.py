@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -41,3 +43,34 @@ def test_bench_smoke_run_prints_every_workload_of_the_mock() -> None:
     # The refused workload is refused (403), the others succeed.
     non_2xx = [int(row.strip("| ").split(" | ")[-1]) for row in rows[:4]]
     assert non_2xx[1] > 0 and non_2xx[0] == non_2xx[2] == non_2xx[3] == 0
+
+
+def _bench_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_run", ROOT / "bench/run.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_run"] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_rounds_are_reported_as_one_row_per_cell_with_each_figure_the_median() -> None:
+    run = _bench_module()
+    cells = [
+        run.Result("mock", "read", rps=r, p50_ms=p50, p99_ms=p99, non_2xx=0, errors=e, cpu_us=c)
+        for r, p50, p99, e, c in [
+            (100.0, 1.0, 9.0, 0, 500.0),
+            (300.0, 3.0, 7.0, 1, 300.0),
+            (200.0, 2.0, 8.0, 0, 400.0),
+        ]
+    ] + [run.Result("prism", "read", 50.0, 0.5, 5.0, 0, 0, cpu_us=250.0)]
+
+    rows = run.medians(cells)
+
+    assert [(r.contender, r.rps, r.p50_ms, r.p99_ms, r.cpu_us, r.errors) for r in rows] == [
+        ("mock", 200.0, 2.0, 8.0, 400.0, 1),
+        ("prism", 50.0, 0.5, 5.0, 250.0, 0),
+    ]
+    # Start-up figures too, and an even number of rounds takes the mean of the middle two.
+    loads = run.median_loads([run.Loaded("mock", 1.0, 100.0), run.Loaded("mock", 2.0, 110.0)])
+    assert [(x.contender, x.seconds, x.rss_mb) for x in loads] == [("mock", 1.5, 105.0)]
