@@ -2,7 +2,7 @@
 
 Run from the repository root (`make bench` installs wrk and Prism when it can):
 
-    .venv/bin/python bench/run.py [--duration 10] [--large] [--smoke]
+    .venv/bin/python bench/run.py [--duration 10] [--rounds 3] [--large] [--smoke]
 
 The server runs on CPU 0 and wrk on CPU 1 (taskset), so they do not share a core. Each cell
 reports the server process's CPU time per request (utime + stime over the requests wrk
@@ -12,6 +12,7 @@ counted), which is steadier than req/s on a machine others are using.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -230,7 +231,7 @@ def measure_all(
     url: str,
     args: argparse.Namespace,
     *,
-    stateful: bool,
+    reset_first: bool,
     workloads: list[Workload],
 ) -> tuple[list[Result], Loaded]:
     started = time.monotonic()
@@ -238,7 +239,7 @@ def measure_all(
     with serving(command, url) as process:
         loaded = Loaded(name, time.monotonic() - started, rss_mb(process.pid))
         for workload in workloads:
-            if stateful and not args.large_only:
+            if reset_first:
                 reset(url)
             if args.warmup:
                 wrk(url, workload, args.warmup, args.connections)
@@ -285,7 +286,6 @@ def main() -> int:
         help="the mock on memory:// only, one second per cell, no Prism (the test suite's run)",
     )
     args = parser.parse_args()
-    args.large_only = False
     if args.smoke:
         args.duration, args.warmup = 1, 0
     for tool in ("wrk", "taskset"):
@@ -298,21 +298,38 @@ def main() -> int:
     results: list[Result] = []
     loads: list[Loaded] = []
     workloads = [*WORKLOADS, READ_ONE]
-    with tempfile.TemporaryDirectory() as tmp, postgres_schema() as pg_url:
-        contenders: dict[str, tuple[list[str], str]] = {"mock, memory://": mock("memory://")}
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory())
+        pg_url = stack.enter_context(postgres_schema())
+        # name -> (command, URL, workloads, reset the state before each workload)
+        contenders: dict[str, tuple[list[str], str, list[Workload], bool]] = {
+            "mock, memory://": (*mock("memory://"), workloads, True)
+        }
         if not args.smoke:
-            contenders["mock, SQLite (default)"] = mock(f"sqlite:///{tmp}/bench.sqlite3")
+            sqlite = mock(f"sqlite:///{tmp}/bench.sqlite3")
+            contenders["mock, SQLite (default)"] = (*sqlite, workloads, True)
             # The request journal is on by default: what it costs on the hot path.
-            contenders["mock, SQLite, no journal"] = mock(
-                f"sqlite:///{tmp}/bench-nojournal.sqlite3", "--journal-size", "0"
-            )
-            contenders["mock, memory://, no journal"] = mock("memory://", "--journal-size", "0")
+            no_journal = mock(f"sqlite:///{tmp}/bench-nojournal.sqlite3", "--journal-size", "0")
+            contenders["mock, SQLite, no journal"] = (*no_journal, workloads, True)
+            memory = mock("memory://", "--journal-size", "0")
+            contenders["mock, memory://, no journal"] = (*memory, workloads, True)
             # serve's default level: one access line per request, to stderr (/dev/null here).
-            contenders["mock, memory://, access log on"] = mock("memory://", log_level="info")
+            logged = mock("memory://", log_level="info")
+            contenders["mock, memory://, access log on"] = (*logged, workloads, True)
             if pg_url:
-                contenders["mock, PostgreSQL"] = mock(pg_url)
-            contenders["Prism 5 (stateless)"] = prism()
-            contenders["bare ASGI app, uvicorn"] = bare_asgi()
+                contenders["mock, PostgreSQL"] = (*mock(pg_url), workloads, True)
+            contenders["Prism 5 (stateless)"] = (*prism(), workloads, False)
+            contenders["bare ASGI app, uvicorn"] = (*bare_asgi(), workloads, False)
+        large: tuple[Path, dict[str, str]] | None = None
+        if args.large:
+            large = large_stores(
+                Path(tmp), stack.enter_context(postgres_schema()) if pg_url else None
+            )
+            seed, stores = large
+            for label, store in stores.items():
+                # No reset between workloads: it would load the seed again.
+                command = mock(store, "--seed", str(seed), "--reset")
+                contenders[f"mock, {label}, 100k keys"] = (*command, WORKLOADS, False)
         if args.only:
             contenders = {
                 name: contender
@@ -322,15 +339,15 @@ def main() -> int:
         # Round after round over every contender, so that a change in the machine's speed
         # during the run reaches all of them; the medians are reported.
         for _ in range(max(1, args.rounds)):
-            for name, (command, url) in contenders.items():
+            for name, (command, url, measured, reset_first) in contenders.items():
                 rows, loaded = measure_all(
-                    name, command, url, args, stateful=name.startswith("mock"), workloads=workloads
+                    name, command, url, args, reset_first=reset_first, workloads=measured
                 )
                 results += rows
                 loads.append(loaded)
         results, loads = medians(results), median_loads(loads)
-        if args.large:
-            results += large_rows(args, Path(tmp), pg_url, loads)
+        if large is not None:
+            loads += _loading(*large)
     print(f"load average after: {load_average()}\n", flush=True)
     print_tables(args, results, loads)
     return 0
@@ -378,9 +395,8 @@ def median_loads(loads: list[Loaded]) -> list[Loaded]:
     ]
 
 
-def large_rows(
-    args: argparse.Namespace, tmp: Path, pg_url: str | None, loads: list[Loaded]
-) -> list[Result]:
+def large_stores(tmp: Path, pg_url: str | None) -> tuple[Path, dict[str, str]]:
+    """The 100,000-key seed as JSON, and a store of each kind to load it into."""
     sys.path.insert(0, str(BENCH))
     from large_seed import large_seed
 
@@ -388,33 +404,13 @@ def large_rows(
     seed.write_text(json.dumps(large_seed()))
     stores = {"memory://": "memory://", "SQLite": f"sqlite:///{tmp}/large.sqlite3"}
     if pg_url:
-        with postgres_schema() as large_pg:
-            if large_pg:
-                stores["PostgreSQL"] = large_pg
-                return _large(args, seed, stores, loads)
-    return _large(args, seed, stores, loads)
-
-
-def _large(
-    args: argparse.Namespace, seed: Path, stores: dict[str, str], loads: list[Loaded]
-) -> list[Result]:
-    results = []
-    args.large_only = True  # no reset between workloads: it would load the seed again
-    for label, store in stores.items():
-        command, url = mock(store, "--seed", str(seed), "--reset")
-        rows, loaded = measure_all(
-            f"mock, {label}, 100k keys", command, url, args, stateful=True, workloads=WORKLOADS
-        )
-        results += rows
-        loads.append(loaded)
-    args.large_only = False
-    loads += _loading(seed, stores)
-    return results
+        stores["PostgreSQL"] = pg_url
+    return seed, stores
 
 
 def _loading(seed: Path, stores: dict[str, str]) -> list[Loaded]:
     """The same data as YAML at start-up, and both formats through ``POST /__mock/state``."""
-    from large_seed import write_yaml  # on the path since large_rows
+    from large_seed import write_yaml  # on the path since large_stores
 
     as_yaml = write_yaml(json.loads(seed.read_text("utf-8")), seed.with_suffix(".yaml"))
     loads = []
