@@ -460,7 +460,7 @@ def print_tables(args: argparse.Namespace, results: list[Result], loads: list[Lo
     def ratio(value: float, base: dict[str, float], workload: str) -> str:
         return f"{value / base[workload]:.2f}" if base.get(workload) else "-"
 
-    rounds = f"; median of {args.rounds} rounds (the 100k rows: one)" if args.rounds > 1 else ""
+    rounds = f"; median of {args.rounds} rounds" if args.rounds > 1 else ""
     print(
         f"{args.duration} s per cell after {args.warmup} s of warm-up, {args.connections} "
         f"connections (1 on the 1-connection row), wrk -t1 on CPU 1, server on CPU 0{rounds}"
