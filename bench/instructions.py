@@ -24,22 +24,21 @@ import time
 from pathlib import Path
 
 import httpx
+from run import READ, REFUSED, TOKEN, WRITE  # bench/run.py's workloads, beside this file
 
-ROOT = Path(__file__).resolve().parents[1]
-HEADERS = {"Authorization": "Bearer demo-acme-owner"}
 WARM_UP = 30
 
 
 def one(client: httpx.Client, workload: str) -> None:
     if workload == "read":
-        assert client.get("/organization/org-acme/key").status_code == 200
+        assert client.get(READ.path).status_code == 200
     elif workload == "refused":
-        assert client.get("/organization/org-globex/key").status_code == 403
+        assert client.get(REFUSED.path).status_code == 403
     else:
-        body = {"name": "bench", "aiType": "OPENAI"}
-        created = client.post("/repo/repo-acme-main/ai/apikey", json=body)
+        # What bench/create_and_delete.lua sends.
+        created = client.post(WRITE.path, json={"name": "bench", "aiType": "OPENAI"})
         assert created.status_code < 300, created.text
-        deleted = client.delete(f"/repo/repo-acme-main/ai/apikey/{created.json()['id']}")
+        deleted = client.delete(f"{WRITE.path}/{created.json()['id']}")
         assert deleted.status_code < 300, deleted.text
 
 
@@ -77,7 +76,9 @@ def main() -> int:
         command += ["serve", "--port", str(port), "--store", store, "--log-level", "warning"]
         server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=HEADERS, timeout=120)
+            client = httpx.Client(
+                base_url=f"http://127.0.0.1:{port}", headers={"Authorization": TOKEN}, timeout=120
+            )
             deadline = time.monotonic() + 600
             while True:
                 try:

@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from statistics import median
 
 import httpx
 import sqlalchemy as sa
@@ -353,12 +354,6 @@ def main() -> int:
     return 0
 
 
-def _median(values: list[float]) -> float:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
-
-
 def medians(results: list[Result]) -> list[Result]:
     """One row per contender and workload, each figure the median of its rounds."""
     cells: dict[tuple[str, str], list[Result]] = {}
@@ -368,13 +363,13 @@ def medians(results: list[Result]) -> list[Result]:
         Result(
             contender=contender,
             workload=workload,
-            rps=_median([r.rps for r in rounds]),
-            p50_ms=_median([r.p50_ms for r in rounds]),
-            p99_ms=_median([r.p99_ms for r in rounds]),
-            non_2xx=round(_median([r.non_2xx for r in rounds])),
+            rps=median([r.rps for r in rounds]),
+            p50_ms=median([r.p50_ms for r in rounds]),
+            p99_ms=median([r.p99_ms for r in rounds]),
+            non_2xx=round(median([r.non_2xx for r in rounds])),
             errors=sum(r.errors for r in rounds),
             requests=sum(r.requests for r in rounds),
-            cpu_us=_median([r.cpu_us for r in rounds]),
+            cpu_us=median([r.cpu_us for r in rounds]),
         )
         for (contender, workload), rounds in cells.items()
     ]
@@ -387,9 +382,9 @@ def median_loads(loads: list[Loaded]) -> list[Loaded]:
     return [
         Loaded(
             name,
-            _median([x.seconds for x in rounds]),
-            _median([x.rss_mb for x in rounds]),
-            {"rss_after_mb": _median([x.extra.get("rss_after_mb", 0.0) for x in rounds])},
+            median([x.seconds for x in rounds]),
+            median([x.rss_mb for x in rounds]),
+            {"rss_after_mb": median([x.extra.get("rss_after_mb", 0.0) for x in rounds])},
         )
         for name, rounds in starts.items()
     ]

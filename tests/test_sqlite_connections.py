@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,18 +51,27 @@ def _in_thread(work: Any) -> tuple[threading.Thread, list[BaseException]]:
     return thread, errors
 
 
+def _write_in_a_transaction(connections: SqliteConnections) -> None:
+    with connections.transaction("BEGIN IMMEDIATE") as x:
+        x.run(INSERT, {"v": 2})
+
+
+def _insert_alone(connections: SqliteConnections) -> None:
+    connections.insert_alone(T.insert(), {"v": 2})
+
+
+@pytest.mark.parametrize(
+    "second_writer",
+    [_write_in_a_transaction, _insert_alone],
+    ids=["a transaction", "a row inserted alone"],
+)
 def test_a_writer_waits_its_turn_however_long_the_one_before_it_holds_the_lock(
-    connections: SqliteConnections,
+    connections: SqliteConnections, second_writer: Callable[[SqliteConnections], None]
 ) -> None:
     """Without the process's queue, the second writer gives up after SQLite's busy timeout."""
-
-    def second_writer() -> None:
-        with connections.transaction("BEGIN IMMEDIATE") as x:
-            x.run(INSERT, {"v": 2})
-
     with connections.transaction("BEGIN IMMEDIATE") as x:
         x.run(INSERT, {"v": 1})
-        thread, errors = _in_thread(second_writer)
+        thread, errors = _in_thread(lambda: second_writer(connections))
         thread.join(0.5)  # ten times the busy timeout
         assert thread.is_alive()
     thread.join(10)
@@ -133,21 +142,6 @@ def test_a_row_inserted_alone_is_committed_at_once_and_its_id_returned(
         ]
     finally:
         other.close()
-
-
-def test_a_row_inserted_alone_waits_its_turn_behind_a_writer(
-    connections: SqliteConnections,
-) -> None:
-    with connections.transaction("BEGIN IMMEDIATE") as x:
-        x.run(INSERT, {"v": 1})
-        thread, errors = _in_thread(lambda: connections.insert_alone(T.insert(), {"v": 2}))
-        thread.join(0.5)  # ten times the busy timeout
-        assert thread.is_alive()
-    thread.join(10)
-
-    assert errors == []
-    with connections.transaction("BEGIN") as x:
-        assert x.scalar(COUNT) == 2
 
 
 def test_a_failed_insert_alone_writes_nothing_and_leaves_the_queue_free(

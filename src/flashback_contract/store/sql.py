@@ -751,22 +751,14 @@ class SqlStore:
             # A session's schema: a copy of the seed for a test run, made at the newest tables.
             with self._connect() as conn:
                 metadata.create_all(conn)
+        database = self._engine.url.database
+        in_memory = database in (None, "", ":memory:")
         self._sqlite = (
-            SqliteConnections(
-                self._engine,
-                sqlite_setup(self._engine.url.database in (None, "", ":memory:")),
-            )
-            if self._in_process
-            else None
+            SqliteConnections(self._engine, sqlite_setup(in_memory)) if self._in_process else None
         )
         # A file's commits show in its data version; the in-memory database's are made on the
         # one connection it has, whose own commits do not.
-        database = self._engine.url.database
-        self._watch = (
-            ChangeWatch(database)
-            if self._in_process and database not in (None, "", ":memory:")
-            else None
-        )
+        self._watch = ChangeWatch(str(database)) if self._in_process and not in_memory else None
 
     @contextmanager
     def _connect(self) -> Iterator[Connection]:
