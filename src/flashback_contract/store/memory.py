@@ -181,8 +181,11 @@ class MemoryUnitOfWork:
         """The store-wide lock already serialises every transaction."""
 
     def _with_node_keys(self, key: OrganizationKey) -> OrganizationKey:
-        node_ids = sorted(self._s.node_ids_by_key.get(key.id, ()))
-        return replace(key, node_keys=tuple(NodeKey(key.id, node_id) for node_id in node_ids))
+        node_ids = self._s.node_ids_by_key.get(key.id, ())
+        if not node_ids and not key.node_keys:
+            return key  # keys are stored without their node keys (add_org_key)
+        node_keys = tuple(NodeKey(key.id, node_id) for node_id in sorted(node_ids))
+        return OrganizationKey(key.id, key.org_id, key.public_key, key.created_at, node_keys)
 
     def org_keys(self, org_id: str) -> list[OrganizationKey]:
         key_ids = reversed(self._s.org_keys_by_org.get(org_id, {}))
