@@ -9,17 +9,20 @@ import logging
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import flask
 import httpx
 import pytest
+import yaml
 from connexion import FlaskApp
 from starlette.testclient import TestClient
 
 from flashback_contract import Settings, create_app
 from flashback_contract.mock.access_log import configure_logging
-from flashback_contract.mock.app import THREADED_OPERATIONS
-from flashback_contract.mock.bridge import NoFormRequest
+from flashback_contract.contract import load_spec
+from flashback_contract.mock.app import THREADED_OPERATIONS, control_spec_path
+from flashback_contract.mock.bridge import ROUTED_RULE, NoFormRequest, RoutedRequestContext
 from flashback_contract.store import open_store
 
 from .conftest import OWNER, bearer
@@ -255,3 +258,87 @@ def test_a_request_looks_for_a_form_only_in_a_form_body() -> None:
     ):
         assert flask.request.form["a"] == "1"
         assert flask.request.files["file"].read() == b"pem"
+
+
+CONTROL = "control-secret"
+# Bodies connexion accepts, so that every operation reaches Flask (the handler may still refuse).
+REACHING_BODIES: dict[str, Any] = {
+    "importState": {},
+    "issueToken": {"user": "user-acme-owner"},
+    "addOverride": {"operationId": "getOrgKeys", "status": 500},
+}
+
+
+def _operations() -> list[tuple[str, str, str, Any]]:
+    """(method, path template, operationId, body) of every operation of both APIs."""
+    specs = [("", load_spec()), ("/__mock", yaml.safe_load(control_spec_path().read_text()))]
+    found = []
+    for base, spec in specs:
+        for path, item in spec["paths"].items():
+            for method, op in item.items():
+                if not isinstance(op, dict):
+                    continue
+                content = op.get("requestBody", {}).get("content", {}).get("application/json", {})
+                example = content.get("example")
+                if example is None and content.get("examples"):
+                    example = next(iter(content["examples"].values()))["value"]
+                body = REACHING_BODIES.get(op["operationId"], example)
+                found.append((method.upper(), base + path, op["operationId"], body))
+    return found
+
+
+@pytest.mark.parametrize("prefix", ["", "/__session/routing"])
+def test_flask_dispatches_every_operation_to_the_rule_werkzeug_would_match(
+    make_app: Callable[..., FlaskApp], monkeypatch: pytest.MonkeyPatch, prefix: str
+) -> None:
+    """Flask takes connexion's routing instead of matching again; for every operation, under
+    a session prefix too, the rule and arguments it gets are those werkzeug's own matching
+    gives."""
+    value = "Org.key-1_x"
+    dispatched: dict[str, tuple[bool, Any, Any, Any, Any]] = {}
+    match_request = RoutedRequestContext.match_request
+
+    def compare_with_werkzeug(self: RoutedRequestContext) -> None:
+        match_request(self)
+        rule, args = self.url_adapter.match(return_rule=True)  # type: ignore[union-attr]
+        request = self.request
+        routed = ROUTED_RULE in request.environ
+        endpoint = str(request.endpoint)
+        dispatched[endpoint] = (routed, request.url_rule, request.view_args, rule, args)
+
+    monkeypatch.setattr(RoutedRequestContext, "match_request", compare_with_werkzeug)
+    operations = _operations()
+    with make_app(control_token=CONTROL).test_client() as client:
+        for method, template, _, body in operations:
+            path = prefix + template
+            for name in ("{idOrg}", "{idKey}", "{repoId}", "{apikeyId}", "{name}"):
+                path = path.replace(name, value)
+            assert "{" not in path, path
+            token = CONTROL if template.startswith("/__mock/") else OWNER
+            response = client.request(method, path, json=body, headers=bearer(token))
+            assert response.status_code < 500, (path, response.text)
+
+    by_operation = {
+        op_id: [entry for endpoint, entry in dispatched.items() if endpoint.endswith("_" + op_id)]
+        for _, _, op_id, _ in operations
+    }
+    assert all(len(entries) == 1 for entries in by_operation.values()), by_operation
+    for op_id, [(routed, rule, args, werkzeug_rule, werkzeug_args)] in by_operation.items():
+        assert routed, op_id
+        assert rule is werkzeug_rule, op_id
+        assert args == werkzeug_args, op_id
+        assert all(arg == value for arg in args.values()), (op_id, args)
+
+
+def test_flask_still_checks_trusted_hosts_where_they_are_configured(
+    make_app: Callable[..., FlaskApp],
+) -> None:
+    """Taking connexion's routing skips Flask's URL adapter, not the host check it makes."""
+    app = make_app()
+    app.app.config["TRUSTED_HOSTS"] = ["mock.example"]
+    with app.test_client(base_url="http://mock.example") as trusted:
+        assert trusted.get(OWN_KEYS, headers=bearer(OWNER)).status_code == 200
+    with app.test_client(base_url="http://elsewhere.example") as untrusted:
+        response = untrusted.get(OWN_KEYS, headers=bearer(OWNER))
+    assert response.status_code == 400
+    assert response.json()["success"] is False

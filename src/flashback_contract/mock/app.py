@@ -21,7 +21,12 @@ from flashback_contract.mock import frontend
 from flashback_contract.mock.access_log import AccessLogMiddleware, path_templates
 from flashback_contract.mock.auth import Authenticator, bearer_security_handler, control_info
 from flashback_contract.mock.bodies import CONTRACT_JSON
-from flashback_contract.mock.bridge import FlaskBridge, NoFormRequest, operation_of
+from flashback_contract.mock.bridge import (
+    ConnexionRoutedFlask,
+    FlaskBridge,
+    NoFormRequest,
+    operation_of,
+)
 from flashback_contract.mock.documents import ContractDocuments, serve_swagger_ui_on_its_paths
 from flashback_contract.mock.errors import install_error_handlers
 from flashback_contract.mock.limits import RequestLimits
@@ -123,6 +128,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     flask_app = app._middleware_app
     flask_app.asgi_app = FlaskBridge(flask_app.app.wsgi_app, runs_in_thread(store), flask_app.app)
     flask_app.app.request_class = NoFormRequest
+    # Routed once, by connexion: Flask dispatches to the rule connexion chose (bridge.py).
+    flask_app.app.__class__ = ConnexionRoutedFlask
     # Before the contract: an API at base path "" would match /__mock/ paths too.
     app.add_api(
         control_spec_path(),

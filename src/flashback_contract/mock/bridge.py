@@ -5,6 +5,9 @@ to the loop; those hand-offs cost more CPU than the handlers. Most operations he
 microseconds of in-process work, which the loop can run itself. Operations that may wait (RSA
 key generation, a store call that can wait on a lock or a network) still go to a worker thread,
 so they never hold up other clients. The choice is made per request, after routing.
+
+Routing is done once, by connexion: the bridge hands Flask the rule of the operation connexion
+routed to, and ``ConnexionRoutedFlask`` dispatches to it instead of matching the URL again.
 """
 
 from __future__ import annotations
@@ -18,16 +21,20 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
 import flask
+import flask.ctx
 from a2wsgi.wsgi import build_environ
 from connexion.apps.flask import FlaskOperation
 from connexion.decorators import FlaskDecorator
 from connexion.lifecycle import WSGIRequest
 from starlette.types import Receive, Scope, Send
+from werkzeug.routing import MapAdapter, Rule, UnicodeConverter
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 Response = tuple[int, list[tuple[bytes, bytes]], bytes]
 
 ROUTING = "connexion_routing"
+# The WSGI environ key under which the bridge hands Flask the rule connexion routed to.
+ROUTED_RULE = "flashback_contract.routed_rule"
 
 
 def operation_of(scope: Scope) -> str | None:
@@ -51,6 +58,7 @@ class PreparedOperation:
             pythonic_params=operation.pythonic_params, jsonifier=operation.jsonifier
         )
         self._decorated = self._decorator.decorate(operation._fn)
+        self.operation_id: str = operation.operation_id
         functools.update_wrapper(self, operation)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -93,6 +101,92 @@ def prepare_operations(app: flask.Flask) -> None:
             app.view_functions[endpoint] = PreparedOperation(view)
 
 
+def operation_rules(app: flask.Flask) -> dict[tuple[str, str], Rule]:
+    """(API base path, operationId) -> the Flask rule connexion registered for it.
+
+    Only rules whose path parameters are plain strings (werkzeug's default converter), for
+    which the values starlette's router extracted are exactly what werkzeug would: others,
+    and an operation registered twice under one base path, are left to Flask's own routing.
+    """
+    rules: dict[tuple[str, str], Rule] = {}
+    ambiguous: set[tuple[str, str]] = set()
+    for rule in app.url_map.iter_rules():
+        view = app.view_functions.get(rule.endpoint)
+        blueprint = app.blueprints.get(rule.endpoint.rpartition(".")[0])
+        if not isinstance(view, PreparedOperation) or blueprint is None:
+            continue
+        if not all(type(c) is UnicodeConverter for c in rule._converters.values()):
+            continue
+        key = (blueprint.url_prefix or "", view.operation_id)
+        if key in rules:
+            ambiguous.add(key)
+        rules[key] = rule
+    for key in ambiguous:
+        del rules[key]
+    return rules
+
+
+class RoutedRequestContext(flask.ctx.RequestContext):
+    """Flask's request context, given the rule connexion's router already chose.
+
+    Flask matches every request's URL against its own ``url_map`` when the context is
+    pushed; connexion has matched it against the same operations a moment before. Where the
+    bridge passed connexion's choice along (``ROUTED_RULE``), ``match_request``, Flask's hook
+    for this, takes it instead of matching a second time.
+    """
+
+    def match_request(self) -> None:
+        routed = self.request.environ.get(ROUTED_RULE)
+        if routed is None:
+            super().match_request()
+        else:
+            self.request.url_rule, self.request.view_args = routed
+
+
+class UrlAdapterOnDemand:
+    """A request's werkzeug URL adapter, bound when something first asks for it.
+
+    A routed request needs none to be dispatched; ``url_for`` and Flask's automatic OPTIONS
+    answer still get the adapter Flask would have made.
+    """
+
+    def __init__(self, bind: Callable[[], MapAdapter | None]) -> None:
+        self._bind = bind
+        self._adapter: MapAdapter | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._adapter is None:
+            self._adapter = self._bind()
+        return getattr(self._adapter, name)
+
+
+class ConnexionRoutedFlask(flask.Flask):
+    """The Flask app, dispatching a request connexion routed to the rule connexion chose.
+
+    Flask's own routing stays for everything else, and whenever Flask's configuration makes
+    the URL adapter do more than match (``TRUSTED_HOSTS``, ``SERVER_NAME``, host matching).
+    connexion creates the Flask instance; ``create_app`` sets its class to this one.
+    """
+
+    def create_url_adapter(self, request: flask.Request | None) -> MapAdapter | None:
+        if (
+            request is not None
+            and ROUTED_RULE in request.environ
+            and self.config["TRUSTED_HOSTS"] is None
+            and self.config["SERVER_NAME"] is None
+            and not self.url_map.host_matching
+        ):
+            bind = functools.partial(flask.Flask.create_url_adapter, self, request)
+            return cast(MapAdapter, UrlAdapterOnDemand(bind))
+        if request is not None:
+            # The adapter must do more than match: Flask routes this request itself.
+            request.environ.pop(ROUTED_RULE, None)
+        return super().create_url_adapter(request)
+
+    def request_context(self, environ: dict[str, Any]) -> flask.ctx.RequestContext:
+        return RoutedRequestContext(self, environ)
+
+
 class FlaskBridge:
     """The ASGI face of the Flask app, in place of connexion's a2wsgi ``WSGIMiddleware``.
 
@@ -112,11 +206,13 @@ class FlaskBridge:
         self.app = app
         self.in_thread = in_thread
         self._unprepared: flask.Flask | None = flask_app
+        self._rules: dict[tuple[str, str], Rule] = {}
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="flask")
 
     def _prepare(self) -> None:
         if self._unprepared is not None:
             prepare_operations(self._unprepared)
+            self._rules = operation_rules(self._unprepared)
             self._unprepared = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -131,6 +227,9 @@ class FlaskBridge:
             self._prepare()
         body = await _read_body(receive)
         environ = cast(dict[str, Any], build_environ(cast(Any, scope), cast(Any, io.BytesIO(body))))
+        routed = self._routed_rule(scope)
+        if routed is not None:
+            environ[ROUTED_RULE] = routed
         if self.in_thread(scope):
             loop = asyncio.get_running_loop()
             run = functools.partial(contextvars.copy_context().run, self._run, environ)
@@ -139,6 +238,19 @@ class FlaskBridge:
             status, headers, content = self._run(environ)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": content})
+
+    def _routed_rule(self, scope: Scope) -> tuple[Rule, dict[str, str]] | None:
+        """The Flask rule and view arguments of the operation connexion routed to, if known."""
+        routing = scope.get("extensions", {}).get(ROUTING)
+        if routing is None:
+            return None
+        rule = self._rules.get((routing.get("api_base_path", ""), routing.get("operation_id")))
+        params = scope.get("path_params", {})
+        if rule is None or params.keys() != rule.arguments:
+            return None
+        if scope["method"] not in (rule.methods or ()):
+            return None
+        return rule, dict(params)
 
     def _run(self, environ: dict[str, Any]) -> Response:
         """Call the WSGI app to the end; bodies here are small and sent whole."""
