@@ -19,8 +19,8 @@ from connexion import FlaskApp
 from starlette.testclient import TestClient
 
 from flashback_contract import Settings, create_app
-from flashback_contract.mock.access_log import configure_logging
 from flashback_contract.contract import load_spec
+from flashback_contract.mock.access_log import configure_logging
 from flashback_contract.mock.app import THREADED_OPERATIONS, control_spec_path
 from flashback_contract.mock.bridge import ROUTED_RULE, NoFormRequest, RoutedRequestContext
 from flashback_contract.store import open_store
@@ -173,6 +173,51 @@ def test_handlers_are_decorated_once_not_on_every_request(
 
     assert created.status_code == 201, created.text
     assert inspected == []
+
+
+def test_each_operation_builds_its_uri_parser_and_names_once(
+    make_app: Callable[..., FlaskApp], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """connexion would build a URI parser from the operation's parameters and run every
+    parameter name through its regular expressions on every request; after an operation's
+    first request neither happens again, and each handler still gets its own parameters."""
+    import connexion.decorators.parameter as parameter
+    from connexion.decorators.main import BaseDecorator
+
+    built: list[object] = []
+    sanitized: list[str] = []
+    uri_parser = BaseDecorator.uri_parser
+    sanitize = parameter.sanitized
+
+    def counting_parser(self: BaseDecorator) -> object:
+        built.append(self)
+        return uri_parser.fget(self)
+
+    def counting_sanitize(name: str) -> str:
+        sanitized.append(name)
+        return sanitize(name)
+
+    monkeypatch.setattr(BaseDecorator, "uri_parser", property(counting_parser))
+    monkeypatch.setattr(parameter, "sanitized", counting_sanitize)
+
+    def three_operations(client: TestClient) -> None:
+        own = client.get(OWN_KEYS, headers=bearer(OWNER))
+        other = client.get("/organization/org-globex/key", headers=bearer(OWNER))
+        keys = client.get("/repo/repo-acme-main/ai/apikey", headers=bearer(OWNER))
+        assert {k["orgId"] for k in own.json()["data"]} == {"org-acme"}
+        assert other.status_code == 403
+        assert {k["repoId"] for k in keys.json()["apiKeys"]} == {"repo-acme-main"}
+
+    with make_app().test_client() as client:
+        three_operations(client)
+        assert built and sanitized  # the first requests build them
+        built.clear()
+        sanitized.clear()
+        for _ in range(3):
+            three_operations(client)
+
+    assert built == []
+    assert sanitized == []
 
 
 def test_operations_that_always_block_run_in_a_thread() -> None:

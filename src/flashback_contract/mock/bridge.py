@@ -23,9 +23,12 @@ from typing import Any, cast
 import flask
 import flask.ctx
 from a2wsgi.wsgi import build_environ
+from connexion import context as connexion_context
 from connexion.apps.flask import FlaskOperation
 from connexion.decorators import FlaskDecorator
+from connexion.decorators.parameter import SyncParameterDecorator
 from connexion.lifecycle import WSGIRequest
+from connexion.uri_parsing import AbstractURIParser
 from starlette.types import Receive, Scope, Send
 from werkzeug.routing import MapAdapter, Rule, UnicodeConverter
 
@@ -43,6 +46,27 @@ def operation_of(scope: Scope) -> str | None:
     return None if routed is None else str(routed).rsplit(".", 1)[-1]
 
 
+class NamesKeptParameterDecorator(SyncParameterDecorator):  # type: ignore[misc]
+    """connexion's parameter decorator, which sanitizes each parameter name once, not per call.
+
+    Every request runs the operation's parameter and body names through three regular
+    expressions (``sanitized``) to find the handler's argument names; the names are the
+    contract's, so the answers are kept.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.sanitize_fn: Callable[[str], str] = functools.lru_cache(maxsize=256)(self.sanitize_fn)
+
+
+class PreparedDecorator(FlaskDecorator):  # type: ignore[misc]
+    """connexion's Flask decorator, with ``NamesKeptParameterDecorator``."""
+
+    @property
+    def _parameter_decorator_cls(self) -> type[SyncParameterDecorator]:
+        return NamesKeptParameterDecorator
+
+
 class PreparedOperation:
     """A connexion ``FlaskOperation`` whose decorators are built once, not on every request.
 
@@ -50,15 +74,18 @@ class PreparedOperation:
     a ``FlaskDecorator``, its parameter decorator (``inspect.signature`` of the handler) and
     its response decorator. None of it depends on the request, which the decorated function
     reads when called (through connexion's context), so it is built here at start-up. The
-    call itself is connexion's ``WSGIDecorator`` wrapper.
+    call itself is connexion's ``WSGIDecorator`` wrapper. The URI parser, which connexion also
+    builds per request from the routed operation's parameters, is kept for that operation.
     """
 
     def __init__(self, operation: FlaskOperation) -> None:
-        self._decorator = FlaskDecorator(
+        self._decorator = PreparedDecorator(
             pythonic_params=operation.pythonic_params, jsonifier=operation.jsonifier
         )
         self._decorated = self._decorator.decorate(operation._fn)
         self.operation_id: str = operation.operation_id
+        # (the routed connexion operation, its URI parser); one tuple, replaced whole.
+        self._uri_parser: tuple[object, AbstractURIParser] | None = None
         functools.update_wrapper(self, operation)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -66,8 +93,16 @@ class PreparedOperation:
         # flask.request: through that proxy every attribute the handler's decorators read
         # fails a normal lookup first (a formatted AttributeError) and is then proxied.
         real = flask.request._get_current_object()  # type: ignore[attr-defined]
-        request = WSGIRequest(real, uri_parser=self._decorator.uri_parser, view_args=real.view_args)
+        request = WSGIRequest(real, uri_parser=self._parser(), view_args=real.view_args)
         return self._decorated(request)
+
+    def _parser(self) -> AbstractURIParser:
+        routed = connexion_context._operation.get()
+        kept = self._uri_parser
+        if kept is None or kept[0] is not routed:
+            kept = (routed, self._decorator.uri_parser)
+            self._uri_parser = kept
+        return kept[1]
 
 
 # The bodies werkzeug parses as forms; the contract's operations take JSON (or YAML) instead.
