@@ -14,6 +14,7 @@ from starlette.testclient import TestClient
 
 from flashback_contract import Settings, create_app
 from flashback_contract.mock.limits import MAX_HEADER_BYTES, MAX_URL_BYTES
+from flashback_contract.mock.validators import PreparedRequestValidationOperation
 from flashback_contract.store import Store
 from flashback_contract.store.base import Dataset
 from tests.conftest import OWNER, bearer
@@ -255,6 +256,41 @@ def test_an_unknown_charset_is_415(checked: TestClient) -> None:
     headers = {**bearer(OWNER), "Content-Type": "application/json;charset=no-such-charset"}
 
     assert_refused(checked.post(AI_KEYS, content=VALID_CREATE, headers=headers), 415)
+
+
+def test_validation_kept_per_charset_is_bounded_and_answers_alike(
+    checked: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Body validators are kept per media type and charset, at most a few per operation:
+    a client sending ever new charsets gets each one refused as the first one was, and
+    valid and invalid bodies in kept charsets are still told apart."""
+    built: list[tuple[str, str]] = []
+    new_body_validator = PreparedRequestValidationOperation._new_body_validator
+
+    def counting(self: PreparedRequestValidationOperation, mime_type: str, encoding: str) -> Any:
+        built.append((mime_type, encoding))
+        return new_body_validator(self, mime_type, encoding)
+
+    monkeypatch.setattr(PreparedRequestValidationOperation, "_new_body_validator", counting)
+    kept = PreparedRequestValidationOperation.KEPT_BODY_VALIDATORS
+    invalid = b'{"name": "CI key", "aiType": "NOT-A-TYPE"}'
+    for _ in range(2):
+        for charset in ("utf-8", "ascii"):
+            headers = {**bearer(OWNER), "Content-Type": f"application/json;charset={charset}"}
+            response = checked.post(AI_KEYS, content=invalid, headers=headers)
+            assert_refused(response, 400)
+            assert "NOT-A-TYPE" in response.json()["message"]
+    assert built == [("application/json", "utf-8"), ("application/json", "ascii")]
+    for n in range(kept + 4):
+        headers = {**bearer(OWNER), "Content-Type": f"application/json;charset=x-{n}"}
+        response = checked.post(AI_KEYS, content=VALID_CREATE, headers=headers)
+        assert_refused(response, 415, f"Unknown charset 'x-{n}'")
+    built.clear()
+    for n in (0, kept + 3):
+        headers = {**bearer(OWNER), "Content-Type": f"application/json;charset=x-{n}"}
+        assert_refused(checked.post(AI_KEYS, content=VALID_CREATE, headers=headers), 415)
+    # x-0 was kept; x-19 came after the operation had kept its fill, so it is built again.
+    assert built == [("application/json", f"x-{kept + 3}")]
 
 
 @pytest.mark.parametrize(

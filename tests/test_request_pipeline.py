@@ -23,6 +23,7 @@ from flashback_contract.contract import load_spec
 from flashback_contract.mock.access_log import configure_logging
 from flashback_contract.mock.app import THREADED_OPERATIONS, control_spec_path
 from flashback_contract.mock.bridge import ROUTED_RULE, NoFormRequest, RoutedRequestContext
+from flashback_contract.mock.validators import CompiledParameterValidator
 from flashback_contract.store import open_store
 
 from .conftest import OWNER, bearer
@@ -175,12 +176,13 @@ def test_handlers_are_decorated_once_not_on_every_request(
     assert inspected == []
 
 
-def test_each_operation_builds_its_uri_parser_and_names_once(
+def test_each_operation_builds_its_parsers_validators_and_names_once(
     make_app: Callable[..., FlaskApp], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """connexion would build a URI parser from the operation's parameters and run every
-    parameter name through its regular expressions on every request; after an operation's
-    first request neither happens again, and each handler still gets its own parameters."""
+    """connexion would build URI parsers and a parameter validator from the operation's
+    parameters and run every parameter name through its regular expressions on every
+    request; after an operation's first request none of it happens again, and each handler
+    still gets its own parameters."""
     import connexion.decorators.parameter as parameter
     from connexion.decorators.main import BaseDecorator
 
@@ -199,6 +201,14 @@ def test_each_operation_builds_its_uri_parser_and_names_once(
 
     monkeypatch.setattr(BaseDecorator, "uri_parser", property(counting_parser))
     monkeypatch.setattr(parameter, "sanitized", counting_sanitize)
+    # The request validation's parameter validators (and their parsers), likewise.
+    validator_init = CompiledParameterValidator.__init__
+
+    def counting_validator(self: CompiledParameterValidator, *args: Any, **kwargs: Any) -> None:
+        built.append(self)
+        validator_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(CompiledParameterValidator, "__init__", counting_validator)
 
     def three_operations(client: TestClient) -> None:
         own = client.get(OWN_KEYS, headers=bearer(OWNER))

@@ -35,7 +35,10 @@ from flashback_contract.mock.services import EXTENSION_KEY, Services
 from flashback_contract.mock.sessions import SessionMiddleware
 from flashback_contract.mock.settings import Settings
 from flashback_contract.mock.tokens import jwt_secret
-from flashback_contract.mock.validators import compiled_validator_map
+from flashback_contract.mock.validators import (
+    compiled_validator_map,
+    validate_with_prepared_operations,
+)
 from flashback_contract.store import SessionPolicy, Store, open_sessions, open_store
 
 log = logging.getLogger(__name__)
@@ -168,4 +171,5 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         ),
     )
     serve_swagger_ui_on_its_paths(app.middleware.middlewares)
+    validate_with_prepared_operations(app.middleware.middlewares)
     return app
