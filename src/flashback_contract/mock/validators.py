@@ -90,18 +90,19 @@ class PreparedRequestValidationOperation(RequestValidationOperation):  # type: i
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         operation = self._operation
-        uri_parser = operation._uri_parser_class(operation.parameters, operation.body_definition())
+        # connexion builds one for the parameters and one for the body, of the same class from
+        # the same definitions; a parser keeps nothing of a request, so one serves both.
+        self._uri_parser = operation.uri_parser_class(
+            operation.parameters, operation.body_definition()
+        )
         self._parameter_validator = self._validator_map["parameter"](
             operation.parameters,
-            uri_parser=uri_parser,
+            uri_parser=self._uri_parser,
             strict_validation=self.strict_validation,
             security_query_params=self.security_query_params,
         )
         consumes = [(media_type.lower(), None) for media_type in operation.consumes]
         self._consumes = MediaTypeDict(consumes) if consumes else None
-        self._body_uri_parser = operation.uri_parser_class(
-            operation.parameters, operation.body_definition()
-        )
         self._body_validators: dict[tuple[str, str], Any] = {}
 
     def extract_content_type(self, headers: list[tuple[bytes, bytes]]) -> tuple[str, str]:
@@ -147,7 +148,7 @@ class PreparedRequestValidationOperation(RequestValidationOperation):  # type: i
             nullable=is_nullable(operation.body_definition(mime_type)),
             encoding=encoding,
             strict_validation=self.strict_validation,
-            uri_parser=self._body_uri_parser,
+            uri_parser=self._uri_parser,
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
