@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from flashback_contract.store.sql import create_engine, sqlite_setup
-from flashback_contract.store.sql_run import SqliteConnections
+from flashback_contract.store.sql_run import ChangeWatch, SqliteConnections
 
 COUNT = sa.text("SELECT count(*) FROM t")
 INSERT = sa.text("INSERT INTO t (v) VALUES (:v)")
@@ -156,3 +158,74 @@ def test_a_failed_insert_alone_writes_nothing_and_leaves_the_queue_free(
     assert errors == []
     with connections.transaction("BEGIN") as x:
         assert x.scalar(COUNT) == 1
+
+
+def _database(path: Path, journal_mode: str) -> None:
+    connection = sqlite3.connect(path, isolation_level=None)
+    connection.execute(f"PRAGMA journal_mode={journal_mode}")
+    connection.execute("CREATE TABLE IF NOT EXISTS t (v INTEGER NOT NULL)")
+    connection.close()
+
+
+def _commit_in_another_process(path: Path, statement: str) -> None:
+    code = "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute(sys.argv[2])"
+    code += "; c.commit()"
+    subprocess.run([sys.executable, "-c", code, str(path), statement], check=True)
+
+
+@pytest.mark.parametrize("journal_mode", ["wal", "delete"])
+def test_the_change_watch_sees_every_commit_of_any_connection_or_process(
+    tmp_path: Path, journal_mode: str
+) -> None:
+    """In WAL mode the watch reads the shared memory's header; in the rollback-journal mode it
+    asks ``PRAGMA data_version``: both see each commit, and nothing when nothing committed."""
+    path = tmp_path / "watched.sqlite3"
+    _database(path, journal_mode)
+    # A connection of this process that stays open, as the store's own do.
+    writer = sqlite3.connect(path, isolation_level=None)
+    watch = ChangeWatch(path)
+    try:
+        assert watch.changed()  # the first answer: nothing seen before
+        assert not watch.changed()
+        for n in range(30):
+            writer.execute("INSERT INTO t (v) VALUES (?)", (n,))
+            assert watch.changed(), n
+            assert not watch.changed(), n
+        with writer:
+            writer.execute("SELECT count(*) FROM t").fetchone()
+        assert not watch.changed()  # a read commits nothing
+        _commit_in_another_process(path, "INSERT INTO t (v) VALUES (100)")
+        assert watch.changed()
+        assert not watch.changed()
+        # A checkpoint that empties the WAL, then a commit that starts writing it again from
+        # its start: the commit is still seen.
+        writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        watch.changed()
+        _commit_in_another_process(path, "INSERT INTO t (v) VALUES (101)")
+        assert watch.changed()
+        writer.execute("DELETE FROM t WHERE v = 101")
+        assert watch.changed()
+        assert watch.version() == watch.version()
+    finally:
+        watch.close()
+        writer.close()
+
+
+def test_in_wal_mode_asking_the_change_watch_runs_no_statement(tmp_path: Path) -> None:
+    """The watch is asked on every request (bearer lookups, overrides): in WAL mode, the store's
+    mode, it reads the header and takes no lock; a statement would take and drop one."""
+    path = tmp_path / "watched.sqlite3"
+    _database(path, "wal")
+    writer = sqlite3.connect(path, isolation_level=None)
+    watch = ChangeWatch(path)
+    statements: list[str] = []
+    watch._connection.set_trace_callback(statements.append)
+    try:
+        for n in range(5):
+            watch.changed()
+            watch.version()
+            writer.execute("INSERT INTO t (v) VALUES (?)", (n,))
+        assert statements == []
+    finally:
+        watch.close()
+        writer.close()

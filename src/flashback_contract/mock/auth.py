@@ -44,8 +44,8 @@ class Authenticator:
     """Resolves a Bearer token: a JWT signed with the server's secret, or a static token.
 
     Where the store reports a data version (SQLite files), the user a token names is looked
-    up once and kept until any commit changes the version: a read request then costs one
-    ``PRAGMA data_version`` here instead of a transaction. A JWT's signature and expiry are
+    up once and kept until any commit changes the version: a read request then costs a look at
+    the file's WAL-index header here instead of a transaction. A JWT's signature and expiry are
     checked on every request all the same.
     """
 
