@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,9 @@ import pytest
 from connexion import FlaskApp
 from starlette.testclient import TestClient
 
+from flashback_contract.mock.sessions import SessionMiddleware
+from flashback_contract.store.memory import MemoryStore
+from flashback_contract.store.sessions import MemorySessions, SessionPolicy
 from tests.conftest import ADMIN, OWNER, bearer
 from tests.stores import ADAPTERS
 from tests.test_nodes import register_body
@@ -247,3 +252,67 @@ def test_a_body_nested_too_deep_to_parse_is_journalled_without_it(local: TestCli
 
     assert response.status_code == 400
     assert [(e["status"], e["body"]) for e in journal(local)] == [(400, None)]
+
+
+class _OrderedCatalog(MemorySessions):
+    """A memory catalog that notes when an entry is recorded, among the messages sent."""
+
+    def __init__(self, events: list[str], in_a_database: bool) -> None:
+        super().__init__(MemoryStore(), lambda uow: None, SessionPolicy())
+        self.records_in_a_database = in_a_database
+        self._events = events
+
+    def record(self, entry: dict[str, Any]) -> None:
+        self._events.append(f"record {entry['status']}")
+        super().record(entry)
+
+
+def _sent_in_order(in_a_database: bool, chunks: list[bytes]) -> list[str]:
+    events: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 201, "headers": []})
+        for n, chunk in enumerate(chunks):
+            more = n < len(chunks) - 1
+            await send({"type": "http.response.body", "body": chunk, "more_body": more})
+
+    async def send(message: dict[str, Any]) -> None:
+        events.append(
+            message["type"].removeprefix("http.response.")
+            + (f" {message['body'].decode()}" if "body" in message else "")
+        )
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    middleware = SessionMiddleware(
+        app, catalog=_OrderedCatalog(events, in_a_database), clock=lambda: datetime.now(UTC)
+    )
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/repo/r/ai/apikey",
+        "headers": [],
+        "query_string": b"",
+    }
+    asyncio.run(middleware(scope, receive, send))
+    return events
+
+
+def test_on_a_database_the_response_starts_once_its_entry_is_written() -> None:
+    """Status line, headers and body leave back to back, after the journal's write (a
+    database statement); a streamed body's start goes with its first chunk, the entry before
+    its last."""
+    assert _sent_in_order(True, [b"whole"]) == ["record 201", "start", "body whole"]
+    assert _sent_in_order(True, [b"a", b"b", b"c"]) == [
+        "start",
+        "body a",
+        "body b",
+        "record 201",
+        "body c",
+    ]
+
+
+def test_in_memory_the_response_starts_at_once() -> None:
+    """Recording in memory is an append: the start is not held for it."""
+    assert _sent_in_order(False, [b"whole"]) == ["start", "record 201", "body whole"]

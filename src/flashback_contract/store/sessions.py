@@ -98,6 +98,9 @@ class SessionCatalog(Protocol):
         """Append a request to its session's journal (keeps the last ``journal_size``)."""
         ...
 
+    # Whether ``record`` is a database write (tens of microseconds), not an append in memory.
+    records_in_a_database: bool
+
     def requests(self, query: JournalQuery) -> list[JournalEntry]: ...
     def clear_requests(self, session: str | None, all_sessions: bool) -> None: ...
 
@@ -174,6 +177,8 @@ class _Overrides:
 
 class MemorySessions:
     """Sessions of one process: a MemoryStore per session, journal and overrides in memory."""
+
+    records_in_a_database = False
 
     def __init__(self, default: Store, seed: Seeder, policy: SessionPolicy) -> None:
         self.policy = policy

@@ -374,6 +374,8 @@ class _Control:
 class SqlSessions:
     """Sessions, journal and overrides in SQL, visible to every process on the same database."""
 
+    records_in_a_database = True
+
     def __init__(self, default: Store, store_url: str, seed: Seeder, policy: SessionPolicy) -> None:
         self.policy = policy
         self._default = default
