@@ -6,6 +6,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from flashback_contract.store.sql import create_engine, sqlite_setup
-from flashback_contract.store.sql_run import ChangeWatch, SqliteConnections
+from flashback_contract.store.sql_run import MAX_GROUP, ChangeWatch, SqliteConnections
 
 COUNT = sa.text("SELECT count(*) FROM t")
 INSERT = sa.text("INSERT INTO t (v) VALUES (:v)")
@@ -229,3 +230,153 @@ def test_in_wal_mode_asking_the_change_watch_runs_no_statement(tmp_path: Path) -
     finally:
         watch.close()
         writer.close()
+
+
+# -- group commit (the store's writes) ---------------------------------------------------------
+
+
+class Grouped:
+    """SqliteConnections with group commit on a file, the COMMITs it runs counted."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.engine = create_engine(f"sqlite:///{path}")
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE t (v INTEGER NOT NULL)")
+            conn.exec_driver_sql("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+            conn.exec_driver_sql(
+                "CREATE TABLE child (parent_id INTEGER NOT NULL REFERENCES parent (id)"
+                " DEFERRABLE INITIALLY DEFERRED)"
+            )
+        self.commits: list[str] = []
+        setup = sqlite_setup(in_memory=False)
+
+        def counted(connection: Any) -> None:
+            setup(connection)
+            connection.set_trace_callback(
+                lambda sql: self.commits.append(sql) if sql == "COMMIT" else None
+            )
+
+        self.connections = SqliteConnections(self.engine, counted, group_commit=True)
+
+    def rows(self) -> list[int]:
+        """What another process would read now."""
+        other = sqlite3.connect(self.path)
+        try:
+            return sorted(v for (v,) in other.execute("SELECT v FROM t"))
+        finally:
+            other.close()
+
+    def close(self) -> None:
+        self.connections.close()
+        self.engine.dispose()
+
+
+@pytest.fixture
+def grouped(tmp_path: Path) -> Iterator[Grouped]:
+    result = Grouped(tmp_path / "grouped.sqlite3")
+    yield result
+    result.close()
+
+
+def _queued_behind(grouped: Grouped, *then: Callable[[], None]) -> list[list[BaseException]]:
+    """A write that writes nothing, in a thread; while it is inside its block, the others, each
+    in a thread that queues behind it; the errors of each, the first's first, once all end."""
+    inside = threading.Event()
+    go_on = threading.Event()
+
+    def holder() -> None:
+        with grouped.connections.transaction("BEGIN IMMEDIATE"):
+            inside.set()
+            go_on.wait(10)
+
+    threads = [_in_thread(holder)]
+    assert inside.wait(10)
+    for work in then:
+        threads.append(_in_thread(work))
+    # Every other writer is waiting for the writers' lock before the first one ends.
+    deadline = time.monotonic() + 10
+    while grouped.connections._queued < len(then) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    go_on.set()
+    for thread, _ in threads:
+        thread.join(20)
+        assert not thread.is_alive()
+    return [errors for _, errors in threads]
+
+
+def _write(grouped: Grouped, value: int, seen: list[list[int]] | None = None) -> Callable[[], None]:
+    def work() -> None:
+        with grouped.connections.transaction("BEGIN IMMEDIATE") as x:
+            x.run(INSERT, {"v": value})
+        if seen is not None:
+            seen.append(grouped.rows())
+
+    return work
+
+
+def test_writes_queued_behind_each_other_share_one_commit(grouped: Grouped) -> None:
+    errors = _queued_behind(grouped, *(_write(grouped, n) for n in range(1, 6)))
+
+    assert errors == [[]] * 6
+    assert grouped.rows() == [1, 2, 3, 4, 5]
+    assert grouped.commits == ["COMMIT"]
+
+
+def test_a_grouped_write_returns_only_once_it_is_committed(grouped: Grouped) -> None:
+    """Each writer, as its block ends, reads the file as another process would: its row is
+    there, though the last writer of its group (who commits) took longer."""
+    seen: list[list[int]] = []
+
+    def slow_last() -> None:
+        with grouped.connections.transaction("BEGIN IMMEDIATE") as x:
+            x.run(INSERT, {"v": 3})
+            time.sleep(0.3)
+        seen.append(grouped.rows())
+
+    errors = _queued_behind(grouped, _write(grouped, 1, seen), slow_last)
+
+    assert errors == [[], [], []]
+    assert seen == [[1, 3], [1, 3]]
+    assert grouped.commits == ["COMMIT"]
+
+
+def test_a_failed_write_in_a_group_undoes_only_its_own_statements(grouped: Grouped) -> None:
+    def failing() -> None:
+        with grouped.connections.transaction("BEGIN IMMEDIATE") as x:
+            x.run(INSERT, {"v": 2})
+            raise RuntimeError("the handler refused")
+
+    errors = _queued_behind(grouped, _write(grouped, 1), failing, _write(grouped, 3))
+
+    assert [len(e) for e in errors] == [0, 0, 1, 0]
+    assert isinstance(errors[2][0], RuntimeError)
+    assert grouped.rows() == [1, 3]
+
+
+def test_a_failed_commit_fails_every_write_of_its_group_and_the_next_write_works(
+    grouped: Grouped,
+) -> None:
+    """A deferred foreign key fails at COMMIT: no write of the group stays, each is told."""
+
+    def dangling_child() -> None:
+        with grouped.connections.transaction("BEGIN IMMEDIATE") as x:
+            x.run(sa.text("INSERT INTO child (parent_id) VALUES (42)"))
+
+    errors = _queued_behind(grouped, _write(grouped, 1), dangling_child)
+
+    assert [len(e) for e in errors] == [1, 1, 1]
+    assert all(isinstance(e[0], sqlite3.IntegrityError) for e in errors)
+    assert grouped.rows() == []
+    _write(grouped, 7)()
+    assert grouped.rows() == [7]
+
+
+def test_a_long_queue_is_committed_in_bounded_groups(grouped: Grouped) -> None:
+    writers = [_write(grouped, n) for n in range(MAX_GROUP + 8)]
+
+    errors = _queued_behind(grouped, *writers)
+
+    assert all(e == [] for e in errors)
+    assert grouped.rows() == list(range(MAX_GROUP + 8))
+    assert 2 <= len(grouped.commits) < MAX_GROUP

@@ -33,6 +33,7 @@ from flashback_contract.store.base import Dataset, EventQuery
 from flashback_contract.store.sql_run import (
     AlchemyRunner,
     ChangeWatch,
+    GroupedWrite,
     PerDialect,
     Runner,
     SqliteConnections,
@@ -710,7 +711,7 @@ class _SqliteUnit:
 
     __slots__ = ("_transaction",)
 
-    def __init__(self, transaction: SqliteTransaction) -> None:
+    def __init__(self, transaction: SqliteTransaction | GroupedWrite) -> None:
         self._transaction = transaction
 
     def __enter__(self) -> SqlUnitOfWork:
@@ -754,7 +755,9 @@ class SqlStore:
         database = self._engine.url.database
         in_memory = database in (None, "", ":memory:")
         self._sqlite = (
-            SqliteConnections(self._engine, sqlite_setup(in_memory)) if self._in_process else None
+            SqliteConnections(self._engine, sqlite_setup(in_memory), group_commit=True)
+            if self._in_process
+            else None
         )
         # A file's commits show in its data version; the in-memory database's are made on the
         # one connection it has, whose own commits do not.

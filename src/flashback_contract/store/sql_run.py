@@ -211,10 +211,17 @@ class SqliteConnections:
     A thread reuses its connection from one transaction to the next; a transaction opened
     inside another on the same thread gets a connection of its own. ``:memory:`` has one
     connection (the engine's: it is the database), used by one thread at a time; a
-    transaction opened inside another there joins it.
+    transaction opened inside another there joins it. With ``group_commit`` (the store's
+    file) the writes of every thread run in turn on one connection instead (``GroupedWrite``).
     """
 
-    def __init__(self, engine: Engine, setup: Callable[[sqlite3.Connection], None]) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        setup: Callable[[sqlite3.Connection], None],
+        *,
+        group_commit: bool = False,
+    ) -> None:
         self.dialect = engine.dialect
         database = engine.url.database
         self._path = database if database not in (None, "", ":memory:") else None
@@ -229,6 +236,14 @@ class SqliteConnections:
         # writers that sleep was most of a write's p99. Other processes still meet at the
         # file's own lock, which stays what makes writes safe.
         self.writers: threading.RLock | None = None if self._path is None else threading.RLock()
+        # Group commit (a file's store): this process's writers share one connection, each
+        # unit of work a savepoint in the transaction open on it, committed by the last
+        # writer of the queue (bench/RESULTS.md: one sync to disk for several writes).
+        self._grouped = group_commit and self._path is not None
+        self._writer: sqlite3.Connection | None = None
+        self._group: WriteGroup | None = None
+        self._counting = threading.Lock()
+        self._queued = 0
         if self._path is None:
             # The engine's single connection (StaticPool) holds the in-memory database.
             fairy = engine.raw_connection()
@@ -268,8 +283,20 @@ class SqliteConnections:
         assert row_id is not None
         return row_id
 
-    def transaction(self, begin: str) -> SqliteTransaction:
-        """``begin`` (``BEGIN`` or ``BEGIN IMMEDIATE``), then COMMIT, or ROLLBACK on an error."""
+    def write_depth(self) -> int:
+        """How many grouped writes this thread is inside."""
+        depth: int = getattr(self._local, "write_depth", 0)
+        return depth
+
+    def transaction(self, begin: str) -> SqliteTransaction | GroupedWrite:
+        """``begin`` (``BEGIN`` or ``BEGIN IMMEDIATE``), then COMMIT, or ROLLBACK on an error.
+
+        With group commit a write's block ends once its group is committed: on return the
+        write is on disk, as a transaction of its own would be; an error in the block undoes
+        its own statements only, an error in the commit fails every write of the group.
+        """
+        if self._grouped and begin != "BEGIN":
+            return GroupedWrite(self)
         return SqliteTransaction(self, begin)
 
     def acquire(self) -> sqlite3.Connection:
@@ -295,6 +322,128 @@ class SqliteConnections:
         if self._shared is not None:
             self._fairy.close()
             self._shared = None
+
+
+# A group commits after this many writes even with more in the queue: none waits long.
+MAX_GROUP = 32
+
+
+class WriteGroup:
+    """Writes that share a transaction: done once it is committed (or failed, ``error``)."""
+
+    __slots__ = ("done", "error", "writes")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+        self.writes = 0
+
+
+class GroupedWrite:
+    """One write of a group commit: a savepoint in the transaction open on the writers'
+    connection. The writer that finds no other in the queue when it ends commits the group.
+
+    In turn (the writers' lock), so a unit of work still sees the database alone, and under
+    SQLite's write lock, which the open transaction holds, so other processes wait as they
+    would for any writer.
+    """
+
+    __slots__ = ("_c", "_nested")
+
+    def __init__(self, connections: SqliteConnections) -> None:
+        self._c = connections
+
+    def __enter__(self) -> SqliteRunner:
+        c = self._c
+        assert c.writers is not None
+        with c._counting:
+            c._queued += 1
+        c.writers.acquire()
+        with c._counting:
+            c._queued -= 1
+        # A write opened inside another on this thread (the lock is re-entrant) nests.
+        self._nested = c.write_depth() > 0
+        try:
+            if c._writer is None:
+                c._writer = c._new()
+            writer = c._writer
+            if not writer.in_transaction:
+                writer.execute("BEGIN IMMEDIATE")
+                c._group = WriteGroup()
+            writer.execute("SAVEPOINT unit")
+            if not self._nested and c._group is not None:
+                c._group.writes += 1
+        except BaseException:
+            if self._nested:
+                c.writers.release()
+            else:
+                self._end(failed=True)
+            raise
+        c._local.write_depth = c.write_depth() + 1
+        return SqliteRunner(writer, c.dialect)
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        c = self._c
+        writer = c._writer
+        assert writer is not None
+        c._local.write_depth = c.write_depth() - 1
+        try:
+            if exc_type is not None:
+                writer.execute("ROLLBACK TO unit")
+            writer.execute("RELEASE unit")
+        except BaseException as error:
+            # The transaction is in doubt: none of the group's writes stays.
+            self._fail_group(error)
+            raise
+        if self._nested:
+            c.writers.release()  # type: ignore[union-attr]
+            return
+        self._end(failed=exc_type is not None)
+
+    def _end(self, failed: bool) -> None:
+        """Leave the group to the next writer in the queue, or commit it; then, for a write
+        that succeeded, wait for the commit."""
+        c = self._c
+        assert c.writers is not None
+        group = c._group
+        with c._counting:
+            others = c._queued
+        if group is None:
+            c.writers.release()
+            return
+        if others and group.writes < MAX_GROUP:
+            c.writers.release()
+            if not failed:
+                group.done.wait()
+                if group.error is not None:
+                    raise group.error
+            return
+        writer = c._writer
+        assert writer is not None
+        try:
+            writer.execute("COMMIT")
+        except BaseException as error:
+            self._fail_group(error)
+            if not failed:
+                raise
+            return
+        c._group = None
+        group.done.set()
+        c.writers.release()
+
+    def _fail_group(self, error: BaseException) -> None:
+        c = self._c
+        writer = c._writer
+        group = c._group
+        try:
+            if writer is not None and writer.in_transaction:
+                writer.execute("ROLLBACK")
+        finally:
+            c._group = None
+            if group is not None:
+                group.error = error
+                group.done.set()
+            c.writers.release()  # type: ignore[union-attr]
 
 
 class SqliteTransaction:
