@@ -8,6 +8,7 @@ import json
 import logging
 import re
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import flask
 import httpx
 import pytest
+import sqlalchemy as sa
 import yaml
 from connexion import FlaskApp
 from starlette.testclient import TestClient
@@ -24,10 +26,13 @@ from flashback_contract.contract import load_spec
 from flashback_contract.mock.access_log import configure_logging
 from flashback_contract.mock.app import THREADED_OPERATIONS, control_spec_path
 from flashback_contract.mock.bridge import ROUTED_RULE, NoFormRequest, RoutedRequestContext
+from flashback_contract.mock.sessions import SESSION_HEADER
 from flashback_contract.mock.validators import CompiledParameterValidator
 from flashback_contract.store import open_store
 
 from .conftest import OWNER, bearer
+from .stores import open_adapter
+from .test_sessions import local_client
 
 ACCESS = "flashback_contract.access"
 OWN_KEYS = "/organization/org-acme/key"
@@ -291,6 +296,84 @@ def test_a_write_waiting_for_the_sqlite_lock_does_not_hold_up_reads(tmp_path: Pa
     finally:
         holder.close()
         store.close()
+
+
+def test_a_session_call_waiting_for_a_postgresql_lock_does_not_hold_up_others(
+    tmp_path: Path,
+) -> None:
+    """On PostgreSQL the sessions, journal and overrides are round trips to a server other
+    instances share: a request whose session lookup waits for another instance's lock waits
+    in a worker thread, and a request of the default state answers meanwhile."""
+    with open_adapter("postgresql", tmp_path) as store:
+        app = create_app(Settings(store_url=store.url), store=store)
+        in_session = httpx.Request(
+            "GET", f"http://127.0.0.1{OWN_KEYS}", headers={**bearer(OWNER), SESSION_HEADER: "w1"}
+        )
+        default = httpx.Request("GET", f"http://127.0.0.1{OWN_KEYS}", headers=bearer(OWNER))
+        holder_engine = sa.create_engine(
+            sa.make_url(store.url).set(drivername="postgresql+psycopg")
+        )
+        holder = holder_engine.connect()
+
+        async def scenario() -> str:
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
+                created = await c.send(in_session)  # the session exists from here on
+                assert created.status_code == 200, created.text
+            # Another instance holds the session list: the session's next use waits for it.
+            holder.execute(sa.text("LOCK TABLE mock_sessions IN EXCLUSIVE MODE"))
+            # Released from a thread: a loop held up by the wait could not release it.
+            release = threading.Timer(1.5, holder.rollback)
+            release.start()
+            try:
+                return await _first_to_finish(app, in_session, default)
+            finally:
+                release.join()
+
+        try:
+            assert asyncio.run(scenario()) == "fast"
+        finally:
+            holder.close()
+            holder_engine.dispose()
+            with local_client(app) as control:  # the session's schema goes with it
+                control.delete("/__mock/sessions/w1")
+
+
+def test_an_override_waiting_for_a_postgresql_row_lock_does_not_hold_up_others(
+    tmp_path: Path,
+) -> None:
+    """Spending an override locks its row; while another instance holds it, the request it
+    answers waits in a worker thread, and a request to another operation answers meanwhile."""
+    with open_adapter("postgresql", tmp_path) as store:
+        app = create_app(Settings(store_url=store.url), store=store)
+        with local_client(app) as control:
+            added = control.post(
+                "/__mock/overrides", json={"operationId": "getOrgKeys", "status": 200}
+            )
+            assert added.status_code == 201, added.text
+        overridden = httpx.Request("GET", f"http://127.0.0.1{OWN_KEYS}", headers=bearer(OWNER))
+        other = httpx.Request(
+            "GET", "http://127.0.0.1/repo/repo-acme-main/ai/apikey", headers=bearer(OWNER)
+        )
+        holder_url = sa.make_url(store.url).set(drivername="postgresql+psycopg")
+        holder_engine = sa.create_engine(holder_url)
+        holder = holder_engine.connect()
+
+        async def scenario() -> str:
+            holder.execute(sa.text("SELECT id FROM mock_overrides FOR UPDATE")).all()
+            # Released from a thread: a loop held up by the wait could not release it.
+            release = threading.Timer(1.5, holder.rollback)
+            release.start()
+            try:
+                return await _first_to_finish(app, overridden, other)
+            finally:
+                release.join()
+
+        try:
+            assert asyncio.run(scenario()) == "fast"
+        finally:
+            holder.close()
+            holder_engine.dispose()
 
 
 def test_a_request_looks_for_a_form_only_in_a_form_body() -> None:

@@ -160,7 +160,7 @@ class PreferMiddleware:
             else:
                 await self.app(scope, receive, send)
             return
-        override = self._override(scope, operation["operationId"])
+        override = await self._override(scope, operation["operationId"])
         if override is not None:
             scope.setdefault("state", {})["forced"] = f"override {override['id']}"
             await asyncio.sleep(override["delayMs"] / 1000)
@@ -184,7 +184,7 @@ class PreferMiddleware:
         else:
             await self.app(scope, receive, send)
 
-    def _override(self, scope: Scope, operation_id: str) -> dict[str, Any] | None:
+    async def _override(self, scope: Scope, operation_id: str) -> dict[str, Any] | None:
         """The session's override for this request, spent by one, if any."""
         if self.sessions is None:
             return None
@@ -194,6 +194,9 @@ class PreferMiddleware:
             return None
         params = {k: v for k, v in parse_qsl(scope.get("query_string", b"").decode("latin-1"))}
         params.update({k: str(v) for k, v in scope.get("path_params", {}).items()})
+        if self.sessions.may_wait:
+            # Spending one locks its row, which another instance may hold.
+            return await asyncio.to_thread(self.sessions.take_override, name, operation_id, params)
         return self.sessions.take_override(name, operation_id, params)
 
     def _delay_ms(self, preferences: dict[str, str]) -> int:

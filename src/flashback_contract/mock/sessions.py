@@ -8,6 +8,7 @@ reading the journal after a response always finds that response there.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -163,7 +164,11 @@ class SessionMiddleware:
             await self.app(scope, receive, send)
             return
         try:
-            store = self.catalog.use(name, self.clock())
+            if name is not None and self.catalog.may_wait:
+                # A session's use updates its row, which another instance may hold locked.
+                store = await asyncio.to_thread(self.catalog.use, name, self.clock())
+            else:
+                store = self.catalog.use(name, self.clock())
         except SessionLimitReached:
             limit = self.catalog.policy.max_sessions
             await _refuse(

@@ -101,6 +101,11 @@ class SessionCatalog(Protocol):
     # Whether ``record`` is a database write (tens of microseconds), not an append in memory.
     records_in_a_database: bool
 
+    # Whether ``use`` of a named session and ``take_override`` may wait for another
+    # instance's row locks (PostgreSQL): callers on the event loop make those from a worker
+    # thread. The other calls never wait for a lock (an INSERT, plain SELECTs).
+    may_wait: bool
+
     def requests(self, query: JournalQuery) -> list[JournalEntry]: ...
     def clear_requests(self, session: str | None, all_sessions: bool) -> None: ...
 
@@ -179,6 +184,7 @@ class MemorySessions:
     """Sessions of one process: a MemoryStore per session, journal and overrides in memory."""
 
     records_in_a_database = False
+    may_wait = False
 
     def __init__(self, default: Store, seed: Seeder, policy: SessionPolicy) -> None:
         self.policy = policy

@@ -383,6 +383,8 @@ class SqlSessions:
         for engine in self._engines.all():
             control_metadata.create_all(engine)
         self._postgres = self._engines.catalog.dialect.name == "postgresql"
+        # SQLite's calls are local, short transactions; PostgreSQL's are round trips.
+        self.may_wait = self._postgres
         controls = {
             engine: _Control(engine, None if self._postgres else _control_setup(engine))
             for engine in self._engines.all()
