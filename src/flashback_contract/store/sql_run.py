@@ -367,7 +367,10 @@ class GroupedWrite:
             if c._writer is None:
                 c._writer = c._new()
             writer = c._writer
-            if not writer.in_transaction:
+            if c._group is None:
+                if writer.in_transaction:
+                    # Left by a group whose commit and rollback both failed: nothing stays.
+                    writer.execute("ROLLBACK")
                 writer.execute("BEGIN IMMEDIATE")
                 c._group = WriteGroup()
             writer.execute("SAVEPOINT unit")
