@@ -298,6 +298,27 @@ def test_a_write_waiting_for_the_sqlite_lock_does_not_hold_up_reads(tmp_path: Pa
         store.close()
 
 
+async def _first_while_postgres_holds(
+    app: FlaskApp, store_url: str, lock: str, slow: httpx.Request, fast: httpx.Request
+) -> str:
+    """``_first_to_finish`` while another connection, as another instance would, holds the
+    lock ``lock`` takes, for 1.5 s after the slow request starts."""
+    engine = sa.create_engine(sa.make_url(store_url).set(drivername="postgresql+psycopg"))
+    holder = engine.connect()
+    try:
+        holder.execute(sa.text(lock))
+        # Released from a thread: a loop held up by the wait could not release it.
+        release = threading.Timer(1.5, holder.rollback)
+        release.start()
+        try:
+            return await _first_to_finish(app, slow, fast)
+        finally:
+            release.join()
+    finally:
+        holder.close()
+        engine.dispose()
+
+
 def test_a_session_call_waiting_for_a_postgresql_lock_does_not_hold_up_others(
     tmp_path: Path,
 ) -> None:
@@ -310,10 +331,6 @@ def test_a_session_call_waiting_for_a_postgresql_lock_does_not_hold_up_others(
             "GET", f"http://127.0.0.1{OWN_KEYS}", headers={**bearer(OWNER), SESSION_HEADER: "w1"}
         )
         default = httpx.Request("GET", f"http://127.0.0.1{OWN_KEYS}", headers=bearer(OWNER))
-        holder_engine = sa.create_engine(
-            sa.make_url(store.url).set(drivername="postgresql+psycopg")
-        )
-        holder = holder_engine.connect()
 
         async def scenario() -> str:
             transport = httpx.ASGITransport(app=app)
@@ -321,20 +338,12 @@ def test_a_session_call_waiting_for_a_postgresql_lock_does_not_hold_up_others(
                 created = await c.send(in_session)  # the session exists from here on
                 assert created.status_code == 200, created.text
             # Another instance holds the session list: the session's next use waits for it.
-            holder.execute(sa.text("LOCK TABLE mock_sessions IN EXCLUSIVE MODE"))
-            # Released from a thread: a loop held up by the wait could not release it.
-            release = threading.Timer(1.5, holder.rollback)
-            release.start()
-            try:
-                return await _first_to_finish(app, in_session, default)
-            finally:
-                release.join()
+            lock = "LOCK TABLE mock_sessions IN EXCLUSIVE MODE"
+            return await _first_while_postgres_holds(app, store.url, lock, in_session, default)
 
         try:
             assert asyncio.run(scenario()) == "fast"
         finally:
-            holder.close()
-            holder_engine.dispose()
             with local_client(app) as control:  # the session's schema goes with it
                 control.delete("/__mock/sessions/w1")
 
@@ -355,25 +364,10 @@ def test_an_override_waiting_for_a_postgresql_row_lock_does_not_hold_up_others(
         other = httpx.Request(
             "GET", "http://127.0.0.1/repo/repo-acme-main/ai/apikey", headers=bearer(OWNER)
         )
-        holder_url = sa.make_url(store.url).set(drivername="postgresql+psycopg")
-        holder_engine = sa.create_engine(holder_url)
-        holder = holder_engine.connect()
+        lock = "SELECT id FROM mock_overrides FOR UPDATE"
+        first = _first_while_postgres_holds(app, store.url, lock, overridden, other)
 
-        async def scenario() -> str:
-            holder.execute(sa.text("SELECT id FROM mock_overrides FOR UPDATE")).all()
-            # Released from a thread: a loop held up by the wait could not release it.
-            release = threading.Timer(1.5, holder.rollback)
-            release.start()
-            try:
-                return await _first_to_finish(app, overridden, other)
-            finally:
-                release.join()
-
-        try:
-            assert asyncio.run(scenario()) == "fast"
-        finally:
-            holder.close()
-            holder_engine.dispose()
+        assert asyncio.run(first) == "fast"
 
 
 def test_a_request_looks_for_a_form_only_in_a_form_body() -> None:

@@ -348,17 +348,18 @@ class GroupedWrite:
     would for any writer.
     """
 
-    __slots__ = ("_c", "_nested")
+    __slots__ = ("_c", "_nested", "_writers")
 
     def __init__(self, connections: SqliteConnections) -> None:
+        assert connections.writers is not None  # a file's connections always have the lock
         self._c = connections
+        self._writers = connections.writers
 
     def __enter__(self) -> SqliteRunner:
         c = self._c
-        assert c.writers is not None
         with c._counting:
             c._queued += 1
-        c.writers.acquire()
+        self._writers.acquire()
         with c._counting:
             c._queued -= 1
         # A write opened inside another on this thread (the lock is re-entrant) nests.
@@ -378,7 +379,7 @@ class GroupedWrite:
                 c._group.writes += 1
         except BaseException:
             if self._nested:
-                c.writers.release()
+                self._writers.release()
             else:
                 self._end(failed=True)
             raise
@@ -399,7 +400,7 @@ class GroupedWrite:
             self._fail_group(error)
             raise
         if self._nested:
-            c.writers.release()  # type: ignore[union-attr]
+            self._writers.release()
             return
         self._end(failed=exc_type is not None)
 
@@ -407,15 +408,14 @@ class GroupedWrite:
         """Leave the group to the next writer in the queue, or commit it; then, for a write
         that succeeded, wait for the commit."""
         c = self._c
-        assert c.writers is not None
         group = c._group
         with c._counting:
             others = c._queued
         if group is None:
-            c.writers.release()
+            self._writers.release()
             return
         if others and group.writes < MAX_GROUP:
-            c.writers.release()
+            self._writers.release()
             if not failed:
                 group.done.wait()
                 if group.error is not None:
@@ -432,7 +432,7 @@ class GroupedWrite:
             return
         c._group = None
         group.done.set()
-        c.writers.release()
+        self._writers.release()
 
     def _fail_group(self, error: BaseException) -> None:
         c = self._c
@@ -446,7 +446,7 @@ class GroupedWrite:
             if group is not None:
                 group.error = error
                 group.done.set()
-            c.writers.release()  # type: ignore[union-attr]
+            self._writers.release()
 
 
 class SqliteTransaction:
