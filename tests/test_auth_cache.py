@@ -14,10 +14,11 @@ import pytest
 
 from flashback_contract.domain import Role, User, utcnow
 from flashback_contract.mock import tokens
-from flashback_contract.mock.auth import CACHED_PRINCIPALS, Authenticator, Principal
+from flashback_contract.mock.auth import Authenticator, Principal
 from flashback_contract.mock.seed import seed_if_empty
 from flashback_contract.store import Store, open_store
 from flashback_contract.store.base import UnitOfWork
+from flashback_contract.store.kept import KEPT_PER_STORE
 
 SECRET = "s" * 32
 OWNER = Principal("user-acme-owner", "org-acme", Role.OWNER)
@@ -105,7 +106,7 @@ def test_an_expired_jwt_is_refused_though_its_user_is_kept(store: CountingReads)
 
 def test_unknown_tokens_keep_at_most_a_bounded_number_of_entries(store: CountingReads) -> None:
     auth = authenticator(store)
-    for n in range(CACHED_PRINCIPALS + 50):
+    for n in range(KEPT_PER_STORE + 50):
         assert auth.principal_for(f"random-{n}") is None
     reads = store.reads
 

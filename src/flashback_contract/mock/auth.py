@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import hmac
-import threading
-import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +14,8 @@ from connexion.security import BearerSecurityHandler
 from flashback_contract.domain import Role
 from flashback_contract.mock import tokens
 from flashback_contract.store import Store
+from flashback_contract.store.base import UnitOfWork
+from flashback_contract.store.kept import KeptReads
 
 TokenInfo = dict[str, Any] | None
 
@@ -29,31 +29,19 @@ class Principal:
     role: Role
 
 
-# Principals kept per store, for as long as its data version stays the same.
-CACHED_PRINCIPALS = 1024
-
-
-@dataclass
-class _Cached:
-    version: int
-    # ("token", static token) or ("user", the user id a valid JWT names) -> principal
-    principals: dict[tuple[str, str], Principal | None]
-
-
 class Authenticator:
     """Resolves a Bearer token: a JWT signed with the server's secret, or a static token.
 
     Where the store reports a data version (SQLite files), the user a token names is looked
-    up once and kept until any commit changes the version: a read request then costs a look at
-    the file's WAL-index header here instead of a transaction. A JWT's signature and expiry are
-    checked on every request all the same.
+    up once and kept until any commit changes the version (``KeptReads``): a read request
+    then costs a look at the file's WAL-index header here instead of a transaction. A JWT's
+    signature and expiry are checked on every request all the same.
     """
 
     def __init__(self, store_of: Callable[[], Store], jwt_secret: str) -> None:
         self._store_of = store_of
         self._jwt_secret = jwt_secret
-        self._cache: weakref.WeakKeyDictionary[Store, _Cached] = weakref.WeakKeyDictionary()
-        self._lock = threading.Lock()
+        self._kept = KeptReads()
 
     def principal_for(self, token: str) -> Principal | None:
         if tokens.looks_like_jwt(token):
@@ -63,32 +51,7 @@ class Authenticator:
             key = ("user", user_id)
         else:
             key = ("token", token)
-        store = self._store_of()
-        # Read before the user: what is kept under a version is at least that new.
-        version = store.data_version()
-        if version is None:
-            return self._look_up(store, key)
-        with self._lock:
-            cached = self._cache.get(store)
-            if cached is not None and cached.version == version and key in cached.principals:
-                return cached.principals[key]
-        principal = self._look_up(store, key)
-        with self._lock:
-            cached = self._cache.get(store)
-            if cached is None or cached.version != version:
-                cached = self._cache[store] = _Cached(version, {})
-            if len(cached.principals) < CACHED_PRINCIPALS:
-                cached.principals[key] = principal
-        return principal
-
-    @staticmethod
-    def _look_up(store: Store, key: tuple[str, str]) -> Principal | None:
-        kind, value = key
-        with store.reading() as uow:
-            user = uow.user(value) if kind == "user" else uow.user_by_token(value)
-        if user is None:
-            return None
-        return Principal(user_id=user.id, org_id=user.org_id, role=user.role)
+        return self._kept.read(self._store_of(), key, functools.partial(_look_up, key))
 
     def bearer_info(self, token: str) -> TokenInfo | Awaitable[TokenInfo]:
         """connexion's bearer-info contract: token info, or None for a 401.
@@ -104,6 +67,14 @@ class Authenticator:
         if principal is None:
             return None
         return {"sub": principal.user_id, "principal": principal}
+
+
+def _look_up(key: tuple[str, str], uow: UnitOfWork) -> Principal | None:
+    kind, value = key
+    user = uow.user(value) if kind == "user" else uow.user_by_token(value)
+    if user is None:
+        return None
+    return Principal(user_id=user.id, org_id=user.org_id, role=user.role)
 
 
 CONTROL_SUBJECT = "mock-control"

@@ -36,7 +36,11 @@ def require_repository_access(uow: UnitOfWork, principal: Principal, repo_id: st
 
     An unknown repository is refused like another organization's one.
     """
-    repository = uow.repository(repo_id)
+    return require_repository_member(principal, uow.repository(repo_id))
+
+
+def require_repository_member(principal: Principal, repository: Repository | None) -> Repository:
+    """As ``require_repository_access``, given the repository read (None: not found)."""
     if repository is None or repository.org_id != principal.org_id:
         raise ApiError(403, REPOSITORY_FORBIDDEN)
     return repository

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import flask
 
@@ -15,6 +15,9 @@ from flashback_contract.mock.auth import Principal
 from flashback_contract.mock.sessions import active_session
 from flashback_contract.mock.settings import Settings
 from flashback_contract.store import SessionCatalog, Store, UnitOfWork
+from flashback_contract.store.kept import KeptReads
+
+T = TypeVar("T")
 
 EXTENSION_KEY = "flashback_contract"
 
@@ -27,6 +30,8 @@ class Services:
     clock: Callable[[], datetime]
     # What JWT access tokens are signed with (configured, or generated and kept with the store).
     jwt_secret: str
+    # Handlers' reads, kept while the store's data version stays the same (SQLite files).
+    kept: KeptReads = field(default_factory=KeptReads)
 
     @property
     def store(self) -> Store:
@@ -39,6 +44,12 @@ class Services:
         """The name of the request's session; None for the default state."""
         active = active_session()
         return None if active is None else active.name
+
+    def read_kept(self, key: Hashable, read: Callable[[UnitOfWork], T]) -> T:
+        """``read`` in a read unit of the request's store, or what it returned under the
+        store's current data version (``KeptReads``): ``key`` names everything it depends on,
+        and it returns immutable values."""
+        return self.kept.read(self.store, key, read)
 
     def record_event(
         self,

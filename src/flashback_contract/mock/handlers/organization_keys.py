@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import Any
 
@@ -13,6 +14,7 @@ from flashback_contract.mock.auth import principal_of
 from flashback_contract.mock.crypto import generate_rsa_key_pair
 from flashback_contract.mock.errors import ApiError
 from flashback_contract.mock.services import current_services
+from flashback_contract.store import UnitOfWork
 from flashback_contract.web import json_text
 
 PEM_MEDIA_TYPE = "application/x-pem-file"
@@ -83,9 +85,12 @@ def generateOrgKey(idOrg: str, token_info: dict[str, Any]) -> flask.Response:
 
 def getOrgKeys(idOrg: str, token_info: dict[str, Any]) -> tuple[dict[str, Any], int]:
     policy.require_org_key_manager(principal_of(token_info), idOrg)
-    with current_services().store.reading() as uow:
-        keys = uow.org_keys(idOrg)
+    keys = current_services().read_kept(("org_keys", idOrg), functools.partial(_org_keys, idOrg))
     return {"success": True, "data": [_organization_key(k) for k in keys]}, 200
+
+
+def _org_keys(org_id: str, uow: UnitOfWork) -> tuple[OrganizationKey, ...]:
+    return tuple(uow.org_keys(org_id))
 
 
 def deleteOrgKey(idOrg: str, idKey: str, token_info: dict[str, Any]) -> tuple[dict[str, Any], int]:

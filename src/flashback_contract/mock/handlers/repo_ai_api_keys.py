@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import Any
 
-from flashback_contract.domain import AiType, EventContext, EventType, RepoAiApiKey, iso
+from flashback_contract.domain import (
+    AiType,
+    EventContext,
+    EventType,
+    RepoAiApiKey,
+    Repository,
+    iso,
+)
 from flashback_contract.mock import policy
 from flashback_contract.mock.auth import Principal, principal_of
 from flashback_contract.mock.crypto import new_ai_api_key, new_ai_api_secret, secret_sha256
@@ -73,10 +81,19 @@ def createRepoAiApiKey(
 
 def getRepoAiApiKeys(repoId: str, token_info: dict[str, Any]) -> tuple[dict[str, Any], int]:
     principal = principal_of(token_info)
-    with current_services().store.reading() as uow:
-        policy.require_repository_access(uow, principal, repoId)
-        keys = uow.ai_keys(repoId)
+    repository, keys = current_services().read_kept(
+        ("repo_ai_keys", repoId), functools.partial(_repository_and_keys, repoId)
+    )
+    policy.require_repository_member(principal, repository)
     return {"success": True, "apiKeys": [_repo_ai_api_key(k) for k in keys]}, 200
+
+
+def _repository_and_keys(
+    repo_id: str, uow: UnitOfWork
+) -> tuple[Repository | None, tuple[RepoAiApiKey, ...]]:
+    """The repository and its active keys, whoever asks (the caller's access is checked after)."""
+    repository = uow.repository(repo_id)
+    return repository, () if repository is None else tuple(uow.ai_keys(repo_id))
 
 
 def updateRepoAiApiKey(
