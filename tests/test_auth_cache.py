@@ -18,7 +18,7 @@ from flashback_contract.mock.auth import Authenticator, Principal
 from flashback_contract.mock.seed import seed_if_empty
 from flashback_contract.store import Store, open_store
 from flashback_contract.store.base import UnitOfWork
-from flashback_contract.store.kept import KEPT_PER_STORE
+from flashback_contract.store.kept import KeptReads
 
 SECRET = "s" * 32
 OWNER = Principal("user-acme-owner", "org-acme", Role.OWNER)
@@ -105,8 +105,8 @@ def test_an_expired_jwt_is_refused_though_its_user_is_kept(store: CountingReads)
 
 
 def test_unknown_tokens_keep_at_most_a_bounded_number_of_entries(store: CountingReads) -> None:
-    auth = authenticator(store)
-    for n in range(KEPT_PER_STORE + 50):
+    auth = Authenticator(lambda: store, SECRET, KeptReads(limit=64))  # type: ignore[arg-type, return-value]
+    for n in range(64 + 50):
         assert auth.principal_for(f"random-{n}") is None
     reads = store.reads
 

@@ -115,6 +115,70 @@ def test_keys_are_kept_apart_and_at_most_the_limit_of_them(store: Store) -> None
     assert reads == {"a": 1, "b": 1, "c": 2}
 
 
+def test_a_result_counts_its_size_against_the_limit(store: Store) -> None:
+    kept = KeptReads(limit=6)
+    reads: list[str] = []
+
+    def listing(name: str, length: int) -> Any:
+        def read(uow: UnitOfWork) -> tuple[int, ...]:
+            reads.append(name)
+            return tuple(range(length))
+
+        return read
+
+    for _ in range(2):
+        kept.read(store, "three", listing("three", 3), len)  # 1 + 3 items: kept
+        kept.read(store, "two", listing("two", 2), len)  # 1 + 2 more would make 7: not kept
+        kept.read(store, "one", listing("one", 1), len)  # 1 + 1: kept, 6 in all
+
+    assert reads == ["three", "two", "one", "two"]
+
+
+def test_the_limit_holds_over_every_store_and_a_commit_frees_a_stores_share(
+    store: Store, tmp_path: Path
+) -> None:
+    other = open_store(f"sqlite:///{tmp_path / 'other.sqlite3'}")
+    seed_if_empty(other, None)
+    kept = KeptReads(limit=2)
+    reads: list[str] = []
+
+    def read_of(name: str) -> Any:
+        def read(uow: UnitOfWork) -> str:
+            reads.append(name)
+            return name
+
+        return read
+
+    kept.read(store, "a", read_of("a"))
+    kept.read(store, "b", read_of("b"))
+    kept.read(other, "c", read_of("c"))  # the limit is reached in the first store
+    kept.read(other, "c", read_of("c"))
+    assert reads == ["a", "b", "c", "c"]
+
+    with store.transaction() as uow:  # the first store's kept reads are out of date now
+        uow.add_repository(Repository("repo-freed", "org-acme", "freed"))
+    kept.read(other, "c", read_of("c"))  # the room they held is free: kept, 1 of 2
+    kept.read(other, "c", read_of("c"))
+    kept.read(store, "a", read_of("a"))  # read anew, kept under the new version: 2 of 2
+    kept.read(store, "a", read_of("a"))
+    assert reads == ["a", "b", "c", "c", "c", "a"]
+    other.close()
+
+
+def test_a_closed_store_gives_up_its_room(store: Store, tmp_path: Path) -> None:
+    closed = open_store(f"sqlite:///{tmp_path / 'closed.sqlite3'}")
+    seed_if_empty(closed, None)
+    kept = KeptReads(limit=1)
+    kept.read(closed, "a", lambda uow: "a")
+    closed.close()  # as an expired session's store, still referenced
+    reads = Reads()
+
+    for _ in range(2):
+        kept.read(store, "name", reads.repository_name)
+
+    assert reads.count == 1
+
+
 class StepVersions:
     """A store whose data version the test sets: a read can begin under an older one."""
 

@@ -114,7 +114,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         jwt_secret=jwt_secret(store, settings.jwt_secret),
     )
     # Users and tokens are read from the request's session: the same seed, the same answers.
-    authenticator = Authenticator(lambda: services.store, services.jwt_secret)
+    authenticator = Authenticator(lambda: services.store, services.jwt_secret, services.kept)
     app = FlaskApp(
         __name__,
         # Query parameters the contract does not declare are refused (400), not ignored.

@@ -38,10 +38,13 @@ class Authenticator:
     signature and expiry are checked on every request all the same.
     """
 
-    def __init__(self, store_of: Callable[[], Store], jwt_secret: str) -> None:
+    def __init__(
+        self, store_of: Callable[[], Store], jwt_secret: str, kept: KeptReads | None = None
+    ) -> None:
         self._store_of = store_of
         self._jwt_secret = jwt_secret
-        self._kept = KeptReads()
+        # Shared with the handlers' kept reads in the app: one bound for both.
+        self._kept = kept if kept is not None else KeptReads()
 
     def principal_for(self, token: str) -> Principal | None:
         if tokens.looks_like_jwt(token):

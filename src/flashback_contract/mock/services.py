@@ -45,11 +45,16 @@ class Services:
         active = active_session()
         return None if active is None else active.name
 
-    def read_kept(self, key: Hashable, read: Callable[[UnitOfWork], T]) -> T:
+    def read_kept(
+        self,
+        key: Hashable,
+        read: Callable[[UnitOfWork], T],
+        size: Callable[[T], int] | None = None,
+    ) -> T:
         """``read`` in a read unit of the request's store, or what it returned under the
         store's current data version (``KeptReads``): ``key`` names everything it depends on,
-        and it returns immutable values."""
-        return self.kept.read(self.store, key, read)
+        it returns immutable values, and ``size`` tells how many items a result holds."""
+        return self.kept.read(self.store, key, read, size)
 
     def record_event(
         self,

@@ -85,7 +85,9 @@ def generateOrgKey(idOrg: str, token_info: dict[str, Any]) -> flask.Response:
 
 def getOrgKeys(idOrg: str, token_info: dict[str, Any]) -> tuple[dict[str, Any], int]:
     policy.require_org_key_manager(principal_of(token_info), idOrg)
-    keys = current_services().read_kept(("org_keys", idOrg), functools.partial(_org_keys, idOrg))
+    keys = current_services().read_kept(
+        ("org_keys", idOrg), functools.partial(_org_keys, idOrg), len
+    )
     return {"success": True, "data": [_organization_key(k) for k in keys]}, 200
 
 

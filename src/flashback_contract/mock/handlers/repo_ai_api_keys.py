@@ -82,10 +82,14 @@ def createRepoAiApiKey(
 def getRepoAiApiKeys(repoId: str, token_info: dict[str, Any]) -> tuple[dict[str, Any], int]:
     principal = principal_of(token_info)
     repository, keys = current_services().read_kept(
-        ("repo_ai_keys", repoId), functools.partial(_repository_and_keys, repoId)
+        ("repo_ai_keys", repoId), functools.partial(_repository_and_keys, repoId), _listed
     )
     policy.require_repository_member(principal, repository)
     return {"success": True, "apiKeys": [_repo_ai_api_key(k) for k in keys]}, 200
+
+
+def _listed(found: tuple[Repository | None, tuple[RepoAiApiKey, ...]]) -> int:
+    return len(found[1])
 
 
 def _repository_and_keys(
