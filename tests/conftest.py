@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,7 +11,8 @@ from connexion import FlaskApp
 from starlette.testclient import TestClient
 
 from flashback_contract import Settings, create_app
-from flashback_contract.store import MemoryStore, Store
+from flashback_contract.mock.seed import seed_if_empty
+from flashback_contract.store import MemoryStore, Store, open_store
 
 OWNER = "demo-acme-owner"
 ADMIN = "demo-acme-admin"
@@ -33,6 +35,26 @@ def store() -> Iterator[Store]:
     memory = MemoryStore()
     yield memory
     memory.close()
+
+
+def seeded_store(url: str) -> Store:
+    """A store opened at ``url`` with the demo data in it."""
+    store = open_store(url)
+    seed_if_empty(store, None)
+    return store
+
+
+@pytest.fixture
+def sqlite_path(tmp_path: Path) -> Path:
+    return tmp_path / "state.sqlite3"
+
+
+@pytest.fixture
+def seeded_sqlite(sqlite_path: Path) -> Iterator[Store]:
+    """A SQLite store on a file of its own, holding the demo data."""
+    store = seeded_store(f"sqlite:///{sqlite_path}")
+    yield store
+    store.close()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ and current again after any commit, this process's or another's."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from datetime import timedelta
 from pathlib import Path
@@ -15,10 +14,10 @@ import pytest
 from flashback_contract.domain import Role, User, utcnow
 from flashback_contract.mock import tokens
 from flashback_contract.mock.auth import Authenticator, Principal
-from flashback_contract.mock.seed import seed_if_empty
-from flashback_contract.store import Store, open_store
+from flashback_contract.store import Store
 from flashback_contract.store.base import UnitOfWork
 from flashback_contract.store.kept import KeptReads
+from tests.conftest import seeded_store
 
 SECRET = "s" * 32
 OWNER = Principal("user-acme-owner", "org-acme", Role.OWNER)
@@ -41,16 +40,8 @@ class CountingReads:
 
 
 @pytest.fixture
-def sqlite_path(tmp_path: Path) -> Path:
-    return tmp_path / "state.sqlite3"
-
-
-@pytest.fixture
-def store(sqlite_path: Path) -> Iterator[CountingReads]:
-    inner = open_store(f"sqlite:///{sqlite_path}")
-    seed_if_empty(inner, None)
-    yield CountingReads(inner)
-    inner.close()
+def store(seeded_sqlite: Store) -> CountingReads:
+    return CountingReads(seeded_sqlite)
 
 
 def authenticator(store: CountingReads) -> Authenticator:
@@ -117,9 +108,7 @@ def test_unknown_tokens_keep_at_most_a_bounded_number_of_entries(store: Counting
 
 
 def test_a_store_without_a_data_version_is_read_on_every_request() -> None:
-    inner = open_store("memory://")
-    seed_if_empty(inner, None)
-    store = CountingReads(inner)
+    store = CountingReads(seeded_store("memory://"))
     auth = authenticator(store)
 
     assert [auth.principal_for("demo-acme-owner") for _ in range(3)] == [OWNER] * 3

@@ -13,24 +13,21 @@ from starlette.testclient import TestClient
 
 from flashback_contract import Settings, create_app
 from flashback_contract.domain import Repository
-from flashback_contract.mock.seed import seed_if_empty
-from flashback_contract.store import Store, open_store
+from flashback_contract.store import Store
 from flashback_contract.store.base import UnitOfWork
 from flashback_contract.store.kept import KeptReads
-from tests.conftest import GLOBEX_OWNER, OWNER, bearer
+from tests.conftest import GLOBEX_OWNER, OWNER, bearer, seeded_store
 
 
 @pytest.fixture
-def sqlite_path(tmp_path: Path) -> Path:
-    return tmp_path / "state.sqlite3"
+def store(seeded_sqlite: Store) -> Store:
+    return seeded_sqlite
 
 
 @pytest.fixture
-def store(sqlite_path: Path) -> Iterator[Store]:
-    inner = open_store(f"sqlite:///{sqlite_path}")
-    seed_if_empty(inner, None)
-    yield inner
-    inner.close()
+def on_file(sqlite_path: Path) -> Settings:
+    """Settings of a mock on the test's SQLite file."""
+    return Settings(store_url=f"sqlite:///{sqlite_path}", validate_responses=True)
 
 
 class Reads:
@@ -137,8 +134,7 @@ def test_a_result_counts_its_size_against_the_limit(store: Store) -> None:
 def test_the_limit_holds_over_every_store_and_a_commit_frees_a_stores_share(
     store: Store, tmp_path: Path
 ) -> None:
-    other = open_store(f"sqlite:///{tmp_path / 'other.sqlite3'}")
-    seed_if_empty(other, None)
+    other = seeded_store(f"sqlite:///{tmp_path / 'other.sqlite3'}")
     kept = KeptReads(limit=2)
     reads: list[str] = []
 
@@ -166,8 +162,7 @@ def test_the_limit_holds_over_every_store_and_a_commit_frees_a_stores_share(
 
 
 def test_a_closed_store_gives_up_its_room(store: Store, tmp_path: Path) -> None:
-    closed = open_store(f"sqlite:///{tmp_path / 'closed.sqlite3'}")
-    seed_if_empty(closed, None)
+    closed = seeded_store(f"sqlite:///{tmp_path / 'closed.sqlite3'}")
     kept = KeptReads(limit=1)
     kept.read(closed, "a", lambda uow: "a")
     closed.close()  # as an expired session's store, still referenced
@@ -213,8 +208,7 @@ def test_a_read_begun_under_an_older_version_does_not_replace_newer_ones(store: 
 
 
 def test_a_store_without_a_data_version_is_read_every_time() -> None:
-    memory = open_store("memory://")
-    seed_if_empty(memory, None)
+    memory = seeded_store("memory://")
     kept, reads = KeptReads(), Reads()
 
     for _ in range(3):
@@ -228,11 +222,10 @@ def test_a_store_without_a_data_version_is_read_every_time() -> None:
 
 
 @pytest.fixture
-def two_servers(sqlite_path: Path) -> Iterator[tuple[TestClient, TestClient]]:
+def two_servers(on_file: Settings) -> Iterator[tuple[TestClient, TestClient]]:
     """Two mock apps on one SQLite file: as two server processes, each with its own
     connections and its own view of the file's data version."""
-    settings = Settings(store_url=f"sqlite:///{sqlite_path}", validate_responses=True)
-    with create_app(settings).test_client() as one, create_app(settings).test_client() as two:
+    with create_app(on_file).test_client() as one, create_app(on_file).test_client() as two:
         yield one, two
 
 
@@ -296,10 +289,9 @@ def test_a_kept_listing_is_refused_to_another_organization(
     assert refused.json()["success"] is False
 
 
-def test_sessions_keep_their_reads_apart(sqlite_path: Path) -> None:
-    settings = Settings(store_url=f"sqlite:///{sqlite_path}", validate_responses=True)
+def test_sessions_keep_their_reads_apart(on_file: Settings) -> None:
     session = {**bearer(OWNER), "X-Mock-Session": "kept-apart"}
-    with create_app(settings).test_client() as client:
+    with create_app(on_file).test_client() as client:
         made: dict[str, list[str]] = {"default": [], "session": []}
         demo = ai_key_names(client)
         for n in range(3):

@@ -368,15 +368,16 @@ class GroupedWrite:
             if c._writer is None:
                 c._writer = c._new()
             writer = c._writer
-            if c._group is None:
+            group = c._group
+            if group is None:
                 if writer.in_transaction:
                     # Left by a group whose commit and rollback both failed: nothing stays.
                     writer.execute("ROLLBACK")
                 writer.execute("BEGIN IMMEDIATE")
-                c._group = WriteGroup()
+                group = c._group = WriteGroup()
             writer.execute("SAVEPOINT unit")
-            if not self._nested and c._group is not None:
-                c._group.writes += 1
+            if not self._nested:
+                group.writes += 1
         except BaseException:
             if self._nested:
                 self._writers.release()
