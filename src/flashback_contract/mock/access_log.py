@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
+import random
 import re
 import sys
 import time
@@ -84,7 +84,9 @@ class AccessLogMiddleware:
                 if SANE_REQUEST_ID.fullmatch(value.decode("latin-1")):
                     return bytes(value)
                 break
-        return os.urandom(8).hex().encode("ascii")
+        # A name for one request, not a secret: Python's generator, no system call (os.urandom
+        # is one per request). The generator is seeded again in every forked worker.
+        return b"%016x" % random.getrandbits(64)
 
     def _line(self, scope: Scope, status: int, started: float, request_id: str) -> str:
         milliseconds = (time.perf_counter() - started) * 1000
