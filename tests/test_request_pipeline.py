@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import json
 import logging
 import re
 import sqlite3
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -472,3 +474,104 @@ def test_flask_still_checks_trusted_hosts_where_they_are_configured(
         response = untrusted.get(OWN_KEYS, headers=bearer(OWNER))
     assert response.status_code == 400
     assert response.json()["success"] is False
+
+
+def _asgi_get(app: FlaskApp, path: str, send: Callable[[dict[str, Any]], Any]) -> None:
+    """One GET through the whole ASGI stack, as a server would hand it over."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"mock.test"), (b"authorization", f"Bearer {OWNER}".encode())],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8080),
+    }
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    asyncio.run(app(scope, receive, send))
+
+
+def _noting_teardown(app: FlaskApp, events: list[str]) -> None:
+    @app.app.teardown_request
+    def note(error: BaseException | None) -> None:
+        events.append(f"teardown {type(error).__name__ if error else None}")
+
+
+def test_flask_tears_a_request_down_once_its_answer_is_sent(
+    make_app: Callable[..., FlaskApp],
+) -> None:
+    """On the event loop, Flask's teardown (its callbacks and signals) runs after the whole
+    response has been handed to the server: one client's wait does not include it."""
+    app = make_app()
+    events: list[str] = []
+    _noting_teardown(app, events)
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            events.append(f"start {message['status']}")
+        else:
+            events.append(
+                "body" + (" with keys" if b'"orgId":"org-acme"' in message["body"] else "")
+            )
+
+    _asgi_get(app, OWN_KEYS, send)
+    assert events == ["start 200", "body with keys", "teardown None"]
+
+
+def test_flask_tears_a_failed_request_down_too(
+    make_app: Callable[..., FlaskApp],
+) -> None:
+    """An exception in Flask's dispatch becomes the 500 envelope, sent before the teardown."""
+    app = make_app()
+    events: list[str] = []
+    _noting_teardown(app, events)
+    app.app.before_request(lambda: 1 // 0)
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+        events.append(message["type"])
+
+    _asgi_get(app, OWN_KEYS, send)
+    assert sent[0]["status"] == 500
+    assert json.loads(sent[1]["body"]) == {"success": False, "message": "Internal server error"}
+    # Flask's error handler answered it: the teardown sees no unhandled error, as in Flask.
+    assert events == ["http.response.start", "http.response.body", "teardown None"]
+
+
+def test_flask_tears_a_request_down_when_its_answer_cannot_be_sent(
+    make_app: Callable[..., FlaskApp],
+) -> None:
+    """A send that fails (the connection gone) still pops Flask's request context."""
+    app = make_app()
+    events: list[str] = []
+    _noting_teardown(app, events)
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            raise ConnectionResetError("client gone")
+
+    with pytest.raises(Exception) as caught:
+        _asgi_get(app, OWN_KEYS, send)
+    chain: list[BaseException] = []
+    error: BaseException | None = caught.value
+    while error is not None:
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    assert any(isinstance(e, ConnectionResetError) for e in chain)
+    # starlette's error middleware leaves an error page it could not send (the response had
+    # started) unawaited in the traceback: collected here, its warning with it.
+    del caught, chain
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        gc.collect()
+    assert events == ["teardown None"]
+    assert flask.has_request_context() is False

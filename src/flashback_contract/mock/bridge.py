@@ -241,6 +241,7 @@ class FlaskBridge:
         self.app = app
         self.in_thread = in_thread
         self._unprepared: flask.Flask | None = flask_app
+        self._flask: flask.Flask | None = flask_app
         self._rules: dict[tuple[str, str], Rule] = {}
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="flask")
 
@@ -269,10 +270,44 @@ class FlaskBridge:
             loop = asyncio.get_running_loop()
             run = functools.partial(contextvars.copy_context().run, self._run, environ)
             status, headers, content = await loop.run_in_executor(self._executor, run)
+        elif self._flask is not None and self.app == self._flask.wsgi_app:
+            await self._run_then_tear_down(self._flask, environ, send)
+            return
         else:
             status, headers, content = self._run(environ)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": content})
+
+    async def _run_then_tear_down(
+        self, app: flask.Flask, environ: dict[str, Any], send: Send
+    ) -> None:
+        """Flask's ``wsgi_app`` on the loop, its request context popped once the answer is sent.
+
+        The same steps as ``Flask.wsgi_app``: push the request context, dispatch (an exception
+        becomes Flask's error response), build the response, pop the context with the error.
+        Only the pop, Flask's teardown (its callbacks and signals), waits until the response
+        has been handed to the server: it changes nothing in the response, and one client's
+        wait no longer includes it.
+        """
+        ctx = app.request_context(environ)
+        error: BaseException | None = None
+        try:
+            try:
+                ctx.push()
+                response = app.full_dispatch_request()
+            except Exception as exc:
+                error = exc
+                response = app.handle_exception(exc)
+            except BaseException as exc:
+                error = exc
+                raise
+            status, headers, content = self._finish(response, environ)
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": content})
+        finally:
+            if error is not None and app.should_ignore_error(error):
+                error = None
+            ctx.pop(error)
 
     def _routed_rule(self, scope: Scope) -> tuple[Rule, dict[str, str]] | None:
         """The Flask rule and view arguments of the operation connexion routed to, if known."""
@@ -289,6 +324,11 @@ class FlaskBridge:
 
     def _run(self, environ: dict[str, Any]) -> Response:
         """Call the WSGI app to the end; bodies here are small and sent whole."""
+        return self._finish(self.app, environ)
+
+    @staticmethod
+    def _finish(app: WsgiApp, environ: dict[str, Any]) -> Response:
+        """Call a WSGI app (or a WSGI response) to the end, its body whole."""
         started: list[Any] = []
         chunks: list[bytes] = []
 
@@ -300,7 +340,7 @@ class FlaskBridge:
             started[:] = [status, headers]
             return chunks.append
 
-        iterable = self.app(environ, start_response)
+        iterable = app(environ, start_response)
         try:
             chunks.extend(iterable)
         finally:
