@@ -241,7 +241,9 @@ class FlaskBridge:
         self.app = app
         self.in_thread = in_thread
         self._unprepared: flask.Flask | None = flask_app
-        self._flask: flask.Flask | None = flask_app
+        # The Flask app whose own wsgi_app this bridge calls: its steps then run here, on the
+        # loop, the teardown after the answer (``_run_then_tear_down``).
+        self._flask = flask_app if app == flask_app.wsgi_app else None
         self._rules: dict[tuple[str, str], Rule] = {}
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="flask")
 
@@ -270,7 +272,7 @@ class FlaskBridge:
             loop = asyncio.get_running_loop()
             run = functools.partial(contextvars.copy_context().run, self._run, environ)
             status, headers, content = await loop.run_in_executor(self._executor, run)
-        elif self._flask is not None and self.app == self._flask.wsgi_app:
+        elif self._flask is not None:
             await self._run_then_tear_down(self._flask, environ, send)
             return
         else:

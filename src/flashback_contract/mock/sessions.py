@@ -222,25 +222,22 @@ class SessionMiddleware:
                 if hold_start:
                     start = message
                     return
-            if message["type"] != "http.response.body" or message.get("more_body"):
-                if start is not None:
-                    await send(start)
-                    start = None
-                await send(message)
-            elif hold_start:
+            last = message["type"] == "http.response.body" and not message.get("more_body")
+            if last and hold_start:
                 self.catalog.record(self._entry(name, scope, when, started, status, chunks))
-                if start is not None:
-                    await send(start)
-                    start = None
+            if start is not None:
+                await send(start)
+                start = None
+            if not last or hold_start:
                 await send(message)
-            else:
-                # An append in memory, made once the answer is on its way (one client's wait
-                # does not include it) and before this task gives the loop back: no other
-                # request is read in between (bench/RESULTS.md).
-                try:
-                    await send(message)
-                finally:
-                    self.catalog.record(self._entry(name, scope, when, started, status, chunks))
+                return
+            # An append in memory, made once the answer is on its way (one client's wait does
+            # not include it) and before this task gives the loop back: no other request is
+            # read in between (bench/RESULTS.md).
+            try:
+                await send(message)
+            finally:
+                self.catalog.record(self._entry(name, scope, when, started, status, chunks))
 
         await self.app(scope, receive_and_keep, send_and_record)
 
