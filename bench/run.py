@@ -330,7 +330,7 @@ def main() -> int:
             for label, store in stores.items():
                 # No reset between workloads: it would load the seed again.
                 command = mock(store, "--seed", str(seed), "--reset")
-                contenders[f"mock, {label}, 100k keys"] = (*command, WORKLOADS, False)
+                contenders[f"mock, {label}, 100k keys"] = (*command, workloads, False)
         if args.only:
             contenders = {
                 name: contender
@@ -352,6 +352,35 @@ def main() -> int:
     print(f"load average after: {load_average()}\n", flush=True)
     print_tables(args, results, loads)
     return 0
+
+
+# Each 100,000-key contender and the same store on the demo data.
+DEMO_OF = {
+    "mock, memory://, 100k keys": "mock, memory://",
+    "mock, SQLite, 100k keys": "mock, SQLite (default)",
+    "mock, PostgreSQL, 100k keys": "mock, PostgreSQL",
+}
+
+
+def against_demo(results: list[Result]) -> list[tuple[str, str, float, float, float]]:
+    """Each 100k cell's CPU-us, p50 and p99 over the same store's and workload's on the demo
+    data: ``(contender, workload, cpu, p50, p99)``, for the cells both sides measured."""
+    cells = {(r.contender, r.workload): r for r in results}
+    rows = []
+    for large in results:
+        demo = cells.get((DEMO_OF.get(large.contender, ""), large.workload))
+        if demo is None or not (demo.cpu_us and demo.p50_ms and demo.p99_ms):
+            continue
+        rows.append(
+            (
+                large.contender,
+                large.workload,
+                large.cpu_us / demo.cpu_us,
+                large.p50_ms / demo.p50_ms,
+                large.p99_ms / demo.p99_ms,
+            )
+        )
+    return rows
 
 
 def medians(results: list[Result]) -> list[Result]:
@@ -472,6 +501,12 @@ def print_tables(args: argparse.Namespace, results: list[Result], loads: list[Lo
             f"| {r.cpu_us:.0f} | {ratio(r.cpu_us, prism_cpu, r.workload)} "
             f"| {ratio(r.cpu_us, bare_cpu, r.workload)} | {r.non_2xx + r.errors} |"
         )
+    flat = against_demo(results)
+    if flat:
+        print("\n| with 100,000 keys | workload | CPU x demo data | p50 x demo | p99 x demo |")
+        print("|---|---|---:|---:|---:|")
+        for contender, workload, cpu, p50, p99 in flat:
+            print(f"| {contender} | {workload} | {cpu:.2f} | {p50:.2f} | {p99:.2f} |")
     print(
         "\n| server | start-up incl. seed load (or the import) s | RSS after start "
         "(or the import) MB | RSS at the end MB |"

@@ -74,3 +74,32 @@ def test_rounds_are_reported_as_one_row_per_cell_with_each_figure_the_median() -
     # Start-up figures too, and an even number of rounds takes the mean of the middle two.
     loads = run.median_loads([run.Loaded("mock", 1.0, 100.0), run.Loaded("mock", 2.0, 110.0)])
     assert [(x.contender, x.seconds, x.rss_mb) for x in loads] == [("mock", 1.5, 105.0)]
+
+
+def test_each_large_cell_is_compared_with_the_same_store_and_workload_on_the_demo_data() -> None:
+    run = _bench_module()
+
+    def cell(contender: str, workload: str, cpu: float, p50: float, p99: float) -> object:
+        return run.Result(contender, workload, 1000.0, p50, p99, 0, 0, cpu_us=cpu)
+
+    results = [
+        cell("mock, memory://", "read", 400.0, 0.5, 10.0),
+        cell("mock, memory://", "write", 500.0, 1.0, 20.0),
+        cell("mock, SQLite (default)", "read", 300.0, 0.4, 8.0),
+        cell("Prism 5 (stateless)", "read", 200.0, 0.3, 30.0),
+        cell("mock, memory://, 100k keys", "read", 440.0, 0.6, 9.0),
+        cell("mock, memory://, 100k keys", "write", 450.0, 1.5, 30.0),
+        cell("mock, SQLite, 100k keys", "read", 600.0, 0.4, 16.0),
+        # No demo-data cell to compare with: left out, not divided by zero.
+        cell("mock, PostgreSQL, 100k keys", "read", 900.0, 2.0, 40.0),
+    ]
+
+    rows = [
+        (c, w, round(a, 2), round(b, 2), round(d, 2)) for c, w, a, b, d in run.against_demo(results)
+    ]
+
+    assert rows == [
+        ("mock, memory://, 100k keys", "read", 1.1, 1.2, 0.9),
+        ("mock, memory://, 100k keys", "write", 0.9, 1.5, 1.5),
+        ("mock, SQLite, 100k keys", "read", 2.0, 1.0, 2.0),
+    ]
