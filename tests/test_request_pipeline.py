@@ -499,10 +499,15 @@ def _asgi_get(app: FlaskApp, path: str, send: Callable[[dict[str, Any]], Any]) -
     asyncio.run(app(scope, receive, send))
 
 
-def _noting_teardown(app: FlaskApp, events: list[str]) -> None:
+def _noting_teardown(app: FlaskApp) -> list[str]:
+    """The events of one request, Flask's teardown noted among them."""
+    events: list[str] = []
+
     @app.app.teardown_request
     def note(error: BaseException | None) -> None:
         events.append(f"teardown {type(error).__name__ if error else None}")
+
+    return events
 
 
 def test_flask_tears_a_request_down_once_its_answer_is_sent(
@@ -511,8 +516,7 @@ def test_flask_tears_a_request_down_once_its_answer_is_sent(
     """On the event loop, Flask's teardown (its callbacks and signals) runs after the whole
     response has been handed to the server: one client's wait does not include it."""
     app = make_app()
-    events: list[str] = []
-    _noting_teardown(app, events)
+    events = _noting_teardown(app)
 
     async def send(message: dict[str, Any]) -> None:
         if message["type"] == "http.response.start":
@@ -531,8 +535,7 @@ def test_flask_tears_a_failed_request_down_too(
 ) -> None:
     """An exception in Flask's dispatch becomes the 500 envelope, sent before the teardown."""
     app = make_app()
-    events: list[str] = []
-    _noting_teardown(app, events)
+    events = _noting_teardown(app)
     app.app.before_request(lambda: 1 // 0)
     sent: list[dict[str, Any]] = []
 
@@ -552,8 +555,7 @@ def test_flask_tears_a_request_down_when_its_answer_cannot_be_sent(
 ) -> None:
     """A send that fails (the connection gone) still pops Flask's request context."""
     app = make_app()
-    events: list[str] = []
-    _noting_teardown(app, events)
+    events = _noting_teardown(app)
 
     async def send(message: dict[str, Any]) -> None:
         if message["type"] == "http.response.body":

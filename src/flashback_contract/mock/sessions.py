@@ -228,16 +228,16 @@ class SessionMiddleware:
             if start is not None:
                 await send(start)
                 start = None
-            if not last or hold_start:
+            if last and not hold_start:
+                # An append in memory, made once the answer is on its way (one client's wait
+                # does not include it) and before this task gives the loop back: no other
+                # request is read in between (bench/RESULTS.md).
+                try:
+                    await send(message)
+                finally:
+                    self.catalog.record(self._entry(name, scope, when, started, status, chunks))
+            else:
                 await send(message)
-                return
-            # An append in memory, made once the answer is on its way (one client's wait does
-            # not include it) and before this task gives the loop back: no other request is
-            # read in between (bench/RESULTS.md).
-            try:
-                await send(message)
-            finally:
-                self.catalog.record(self._entry(name, scope, when, started, status, chunks))
 
         await self.app(scope, receive_and_keep, send_and_record)
 
