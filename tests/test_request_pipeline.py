@@ -372,6 +372,56 @@ def test_an_override_waiting_for_a_postgresql_row_lock_does_not_hold_up_others(
         assert asyncio.run(first) == "fast"
 
 
+def test_a_journal_write_waiting_for_postgresql_does_not_hold_up_others(tmp_path: Path) -> None:
+    """A request's journal entry is written before its answer leaves; on PostgreSQL that is a
+    round trip to a shared server, made from a worker thread: while another instance holds the
+    journal's table locked, the write waits there and an unjournalled request answers."""
+    with open_adapter("postgresql", tmp_path) as store:
+        app = create_app(Settings(store_url=store.url), store=store)
+        engine = sa.create_engine(sa.make_url(store.url).set(drivername="postgresql+psycopg"))
+        holder = engine.connect()
+        released = threading.Event()
+
+        def release() -> None:
+            holder.rollback()
+            released.set()
+
+        def journal_write_waits() -> bool:
+            with engine.connect() as c:
+                waiting = "SELECT count(*) FROM pg_locks WHERE relation = 'mock_requests'::regclass"
+                return bool(c.execute(sa.text(waiting + " AND NOT granted")).scalar())
+
+        async def scenario() -> tuple[bool, bool, httpx.Response]:
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
+                journalled = asyncio.create_task(c.get(OWN_KEYS, headers=bearer(OWNER)))
+                for _ in range(100):  # until its journal write waits for the lock
+                    await asyncio.sleep(0.01)
+                    if released.is_set() or journal_write_waits():
+                        break
+                control = await c.get("/__mock/overrides")
+                assert control.status_code == 200, control.text
+                meanwhile = (not released.is_set(), not journalled.done())
+                return (*meanwhile, await journalled)
+
+        holder.execute(sa.text("LOCK TABLE mock_requests IN EXCLUSIVE MODE"))
+        # Released from a thread: a loop held up by the wait could not release it.
+        timer = threading.Timer(1.5, release)
+        timer.start()
+        try:
+            still_locked, still_waiting, answer = asyncio.run(scenario())
+        finally:
+            timer.join()
+            holder.close()
+            engine.dispose()
+
+        assert still_locked and still_waiting
+        assert answer.status_code == 200, answer.text
+        with local_client(app) as client:
+            entries = client.get("/__mock/requests").json()["requests"]
+        assert [e["operationId"] for e in entries] == ["getOrgKeys"]
+
+
 def test_a_request_looks_for_a_form_only_in_a_form_body() -> None:
     """JSON and bodiless requests have no form fields and no files, and keep their body
     for the JSON parser; form bodies are still parsed as werkzeug parses them."""

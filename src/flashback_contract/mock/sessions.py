@@ -224,7 +224,13 @@ class SessionMiddleware:
                     return
             last = message["type"] == "http.response.body" and not message.get("more_body")
             if last and hold_start:
-                self.catalog.record(self._entry(name, scope, when, started, status, chunks))
+                entry = self._entry(name, scope, when, started, status, chunks)
+                if self.catalog.may_wait:
+                    # A round trip to a shared server, which may be slow or hold the table
+                    # locked: from a worker thread, the loop serves other requests meanwhile.
+                    await asyncio.to_thread(self.catalog.record, entry)
+                else:
+                    self.catalog.record(entry)
             if start is not None:
                 await send(start)
                 start = None

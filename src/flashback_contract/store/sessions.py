@@ -101,9 +101,10 @@ class SessionCatalog(Protocol):
     # Whether ``record`` is a database write (tens of microseconds), not an append in memory.
     records_in_a_database: bool
 
-    # Whether ``use`` of a named session and ``take_override`` may wait for another
-    # instance's row locks (PostgreSQL): callers on the event loop make those from a worker
-    # thread. The other calls never wait for a lock (an INSERT, plain SELECTs).
+    # Whether calls are round trips to a server other instances share (PostgreSQL), which
+    # may be slow or wait for another instance's locks: ``use`` of a named session,
+    # ``take_override`` and ``record`` are then made from a worker thread by callers on the
+    # event loop.
     may_wait: bool
 
     def requests(self, query: JournalQuery) -> list[JournalEntry]: ...
