@@ -31,6 +31,7 @@ from flashback_contract.domain import (
 )
 from flashback_contract.store import EventQuery, Store, open_store
 from flashback_contract.store.sql import _AI_KEYS
+from flashback_contract.store.sql_run import COPY_FROM
 from tests.conftest import OWNER, bearer
 from tests.servers import serve_in_thread
 from tests.stores import ADAPTERS, open_adapter
@@ -187,6 +188,26 @@ def test_a_listing_skips_deleted_keys_and_a_rolled_back_delete_puts_its_key_back
     with populated.transaction() as uow:
         assert [k.id for k in uow.ai_keys("repo-a")] == ["ai4", "ai2", "ai0"]
         assert uow.ai_key("gone-before") is not None
+
+
+def test_a_batch_of_keys_is_written_whole_with_times_and_deletions(populated: Store) -> None:
+    """A seed's keys go in as one batch (COPY on PostgreSQL, from COPY_FROM rows): every key,
+    its times to the microsecond, the deleted ones kept but not listed."""
+    batch = [
+        replace(
+            ai_key(f"bulk{n:04}", T0 + timedelta(seconds=n, microseconds=n)),
+            deleted_at=T0 + timedelta(days=1) if n % 10 == 0 else None,
+        )
+        for n in range(max(COPY_FROM, 1000))
+    ]
+    with populated.transaction() as uow:
+        uow.add_ai_keys(batch)
+    with populated.reading() as uow:
+        listed = uow.ai_keys("repo-a")
+        assert [k.id for k in listed] == [k.id for k in reversed(batch) if k.deleted_at is None]
+        assert listed[-1] == batch[1]
+        deleted = uow.ai_key("bulk0010")
+        assert deleted == batch[10] and deleted.deleted_at == T0 + timedelta(days=1)
 
 
 def test_sqlite_lists_a_repositorys_keys_through_the_index_of_active_keys(tmp_path: Path) -> None:

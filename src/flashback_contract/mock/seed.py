@@ -450,9 +450,14 @@ def prepare_store(
         seeded = reset or uow.is_empty()
         if seeded:
             replace_state(uow, data)
+            # What was just written: the seed's users, not a read of all the data back.
+            tokens = [
+                (u["id"], u["org"], Role[u["role"]].name, u["token"])
+                for u in data.get("users", [])
+                if u.get("token")
+            ]
+            return StartingData(seeded=True, kept_keys=0, tokens=sorted(tokens))
         everything = uow.everything()
-    kept_keys = 0
-    if not seeded:
-        kept_keys = len(everything.org_keys) + sum(not k.is_deleted for k in everything.ai_keys)
+    kept_keys = len(everything.org_keys) + sum(not k.is_deleted for k in everything.ai_keys)
     tokens = [(u.id, u.org_id, u.role.name, t) for u, t in everything.users if t]
-    return StartingData(seeded=seeded, kept_keys=kept_keys, tokens=sorted(tokens))
+    return StartingData(seeded=False, kept_keys=kept_keys, tokens=sorted(tokens))

@@ -6,7 +6,8 @@ Python around the database's few: on SQLite, the in-process default store, that 
 request. So on SQLite each statement is compiled once and runs on the ``sqlite3`` connection
 itself, with the type processing SQLAlchemy would apply (``UtcDateTime`` to and from text).
 PostgreSQL statements still run through SQLAlchemy, whose pool, schema translation (one schema
-per session) and psycopg handling they need, and whose overhead a network round trip dwarfs.
+per session) and psycopg handling they need; only a long batch of a plain INSERT (a seed's
+keys) goes by COPY on the same connection, in the same transaction.
 """
 
 from __future__ import annotations
@@ -15,16 +16,21 @@ import mmap
 import sqlite3
 import threading
 from collections import namedtuple
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
+import psycopg
 import sqlalchemy as sa
+from psycopg import sql as psql
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.sql.expression import Executable
 
 Params = Mapping[str, Any]
+# Batches of a plain INSERT at least this long go to PostgreSQL by COPY (a seed's rows); a
+# shorter one, a request's single row, stays one INSERT, one round trip.
+COPY_FROM = 100
 
 
 class PerDialect:
@@ -90,8 +96,59 @@ class AlchemyRunner:
         return int(self._c.execute(self._statement(statement), params).rowcount)
 
     def run_many(self, statement: Statement, params: Sequence[Params]) -> None:
-        if params:
-            self._c.execute(self._statement(statement), list(params))
+        if not params:
+            return
+        executable = self._statement(statement)
+        if (
+            self.dialect == "postgresql"
+            and len(params) >= COPY_FROM
+            and _copyable(executable, params[0].keys())
+        ):
+            self._copy(cast(sa.Insert, executable).table, params)
+        else:
+            self._c.execute(executable, list(params))
+
+    def _copy(self, table: Any, params: Sequence[Params]) -> None:
+        """Rows of a plain INSERT by PostgreSQL's COPY, in the same transaction: a seed's
+        100,000 keys in a fraction of the time batched INSERTs take."""
+        names = list(params[0])
+        dialect = self._c.dialect
+        process = [table.c[name].type.bind_processor(dialect) for name in names]
+        translate = self._c.get_execution_options().get("schema_translate_map") or {}
+        schema = translate.get(table.schema, table.schema)
+        target = (
+            psql.Identifier(table.name) if schema is None else psql.Identifier(schema, table.name)
+        )
+        command = psql.SQL("COPY {} ({}) FROM STDIN").format(
+            target, psql.SQL(", ").join(psql.Identifier(name) for name in names)
+        )
+        connection = cast(psycopg.Connection[Any], self._c.connection.driver_connection)
+        try:
+            with connection.cursor() as cursor, cursor.copy(command) as copy:
+                for row in params:
+                    values = [row[name] for name in names]
+                    copy.write_row(
+                        [v if f is None else f(v) for f, v in zip(process, values, strict=True)]
+                    )
+        except psycopg.Error as exc:
+            # As SQLAlchemy raises it for an INSERT (IntegrityError for a duplicate id...).
+            raise sa.exc.DBAPIError.instance(
+                command.as_string(connection), None, exc, psycopg.Error, dialect=self._c.dialect
+            ) from exc
+
+
+def _copyable(statement: Executable, names: Collection[str]) -> bool:
+    """An INSERT of a table's columns from parameters alone: no RETURNING, no values or
+    ON CONFLICT of its own, no column left to a default SQLAlchemy would fill in."""
+    return (
+        isinstance(statement, sa.Insert)
+        and not statement._returning
+        and not statement._values
+        and not statement._multi_values
+        and statement._post_values_clause is None
+        and isinstance(statement.table, sa.Table)
+        and all(c.default is None for c in statement.table.c if c.key not in names)
+    )
 
 
 @dataclass(frozen=True)
