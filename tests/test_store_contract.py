@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from flashback_contract import Settings, create_app
@@ -208,6 +209,22 @@ def test_a_batch_of_keys_is_written_whole_with_times_and_deletions(populated: St
         assert listed[-1] == batch[1]
         deleted = uow.ai_key("bulk0010")
         assert deleted == batch[10] and deleted.deleted_at == T0 + timedelta(days=1)
+
+
+def test_a_copied_batch_with_a_taken_id_fails_as_an_insert_would_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    """PostgreSQL's COPY reports a duplicate id as SQLAlchemy reports it for an INSERT, and
+    the unit of work rolls back the whole batch."""
+    with open_adapter("postgresql", tmp_path) as store:
+        with store.transaction() as uow:
+            uow.add_organization(Organization("org-a", "A"))
+            uow.add_repository(Repository("repo-a", "org-a", "main"))
+        batch = [ai_key(f"bulk{n:04}", T0 + timedelta(seconds=n)) for n in range(COPY_FROM)]
+        with pytest.raises(sa.exc.IntegrityError), store.transaction() as uow:
+            uow.add_ai_keys([*batch, batch[0]])
+        with store.reading() as uow:
+            assert uow.ai_keys("repo-a") == []
 
 
 def test_sqlite_lists_a_repositorys_keys_through_the_index_of_active_keys(tmp_path: Path) -> None:

@@ -119,9 +119,8 @@ class AlchemyRunner:
         target = (
             psql.Identifier(table.name) if schema is None else psql.Identifier(schema, table.name)
         )
-        command = psql.SQL("COPY {} ({}) FROM STDIN").format(
-            target, psql.SQL(", ").join(psql.Identifier(name) for name in names)
-        )
+        columns = (psql.Identifier(table.c[name].name) for name in names)
+        command = psql.SQL("COPY {} ({}) FROM STDIN").format(target, psql.SQL(", ").join(columns))
         connection = cast(psycopg.Connection[Any], self._c.connection.driver_connection)
         try:
             with connection.cursor() as cursor, cursor.copy(command) as copy:
