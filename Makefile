@@ -38,8 +38,10 @@ tools:
 	      || echo "Could not install$$missing: the tests that need it will be skipped"; \
 	  else echo "Not installed:$$missing (apt-get not usable): the tests that need it will be skipped"; fi; fi
 
+# The suite on every core (pytest-xdist): about half the time on two. `pytest` alone runs it in
+# one process, as is handier for a single test.
 test: lint tools
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto
 
 # Load figures: the mock on each store beside Prism and a bare ASGI app (bench/RESULTS.md).
 # wrk comes from Debian when missing; Prism from bench/package-lock.json (npm ci, in run.py).
