@@ -12,6 +12,7 @@ import sqlite3
 import threading
 import warnings
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -300,25 +301,38 @@ def test_a_write_waiting_for_the_sqlite_lock_does_not_hold_up_reads(tmp_path: Pa
         store.close()
 
 
-async def _first_while_postgres_holds(
-    app: FlaskApp, store_url: str, lock: str, slow: httpx.Request, fast: httpx.Request
-) -> str:
-    """``_first_to_finish`` while another connection, as another instance would, holds the
-    lock ``lock`` takes, for 1.5 s after the slow request starts."""
+@contextmanager
+def _postgres_holds(store_url: str, lock: str) -> Iterator[tuple[sa.Engine, threading.Event]]:
+    """Another connection, as another instance would, holds the lock ``lock`` takes for 1.5 s;
+    an engine on the same database, and an event set once the lock is released."""
     engine = sa.create_engine(sa.make_url(store_url).set(drivername="postgresql+psycopg"))
     holder = engine.connect()
+    released = threading.Event()
+
+    def release() -> None:
+        holder.rollback()
+        released.set()
+
     try:
         holder.execute(sa.text(lock))
         # Released from a thread: a loop held up by the wait could not release it.
-        release = threading.Timer(1.5, holder.rollback)
-        release.start()
+        timer = threading.Timer(1.5, release)
+        timer.start()
         try:
-            return await _first_to_finish(app, slow, fast)
+            yield engine, released
         finally:
-            release.join()
+            timer.join()
     finally:
         holder.close()
         engine.dispose()
+
+
+async def _first_while_postgres_holds(
+    app: FlaskApp, store_url: str, lock: str, slow: httpx.Request, fast: httpx.Request
+) -> str:
+    """``_first_to_finish`` while another instance holds the lock ``lock`` takes."""
+    with _postgres_holds(store_url, lock):
+        return await _first_to_finish(app, slow, fast)
 
 
 def test_a_session_call_waiting_for_a_postgresql_lock_does_not_hold_up_others(
@@ -376,44 +390,31 @@ def test_a_journal_write_waiting_for_postgresql_does_not_hold_up_others(tmp_path
     """A request's journal entry is written before its answer leaves; on PostgreSQL that is a
     round trip to a shared server, made from a worker thread: while another instance holds the
     journal's table locked, the write waits there and an unjournalled request answers."""
+    waiting = (
+        "SELECT count(*) FROM pg_locks WHERE relation = 'mock_requests'::regclass AND NOT granted"
+    )
+
+    async def scenario(
+        engine: sa.Engine, released: threading.Event
+    ) -> tuple[bool, bool, httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
+            journalled = asyncio.create_task(c.get(OWN_KEYS, headers=bearer(OWNER)))
+            for _ in range(100):  # until its journal write waits for the lock
+                await asyncio.sleep(0.01)
+                with engine.connect() as conn:
+                    if released.is_set() or conn.execute(sa.text(waiting)).scalar():
+                        break
+            control = await c.get("/__mock/overrides")
+            assert control.status_code == 200, control.text
+            meanwhile = (not released.is_set(), not journalled.done())
+            return (*meanwhile, await journalled)
+
     with open_adapter("postgresql", tmp_path) as store:
         app = create_app(Settings(store_url=store.url), store=store)
-        engine = sa.create_engine(sa.make_url(store.url).set(drivername="postgresql+psycopg"))
-        holder = engine.connect()
-        released = threading.Event()
-
-        def release() -> None:
-            holder.rollback()
-            released.set()
-
-        def journal_write_waits() -> bool:
-            with engine.connect() as c:
-                waiting = "SELECT count(*) FROM pg_locks WHERE relation = 'mock_requests'::regclass"
-                return bool(c.execute(sa.text(waiting + " AND NOT granted")).scalar())
-
-        async def scenario() -> tuple[bool, bool, httpx.Response]:
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
-                journalled = asyncio.create_task(c.get(OWN_KEYS, headers=bearer(OWNER)))
-                for _ in range(100):  # until its journal write waits for the lock
-                    await asyncio.sleep(0.01)
-                    if released.is_set() or journal_write_waits():
-                        break
-                control = await c.get("/__mock/overrides")
-                assert control.status_code == 200, control.text
-                meanwhile = (not released.is_set(), not journalled.done())
-                return (*meanwhile, await journalled)
-
-        holder.execute(sa.text("LOCK TABLE mock_requests IN EXCLUSIVE MODE"))
-        # Released from a thread: a loop held up by the wait could not release it.
-        timer = threading.Timer(1.5, release)
-        timer.start()
-        try:
-            still_locked, still_waiting, answer = asyncio.run(scenario())
-        finally:
-            timer.join()
-            holder.close()
-            engine.dispose()
+        lock = "LOCK TABLE mock_requests IN EXCLUSIVE MODE"
+        with _postgres_holds(store.url, lock) as (engine, released):
+            still_locked, still_waiting, answer = asyncio.run(scenario(engine, released))
 
         assert still_locked and still_waiting
         assert answer.status_code == 200, answer.text
